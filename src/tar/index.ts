@@ -1,0 +1,6 @@
+export * from "./bytes.js";
+export * from "./pack.js";
+export * from "./path.js";
+export { type ReadTarOptions, readTar } from "./reader.js";
+export * from "./types.js";
+export { encodeHeader, type WriteEntry, writeTar } from "./writer.js";
