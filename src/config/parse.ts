@@ -1,0 +1,163 @@
+import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import { ConfigError, type ConfigNote, formatKeyPath, type KeyPath } from "./errors.js";
+
+/** Headers that mark a file as a cloud-config (the last two are Kairos' legacy spellings). */
+export const CONFIG_HEADERS = ["#cloud-config", "#kairos-config", "#node-config"] as const;
+
+/** How many leading lines may hold comments before the header must have appeared. */
+const HEADER_SEARCH_LINES = 10;
+
+/** Where a key and its value sit in the source (1-based). */
+export interface NodePos {
+  line: number;
+  col: number;
+  /** Position of the key itself when the value sits under a map key. */
+  keyLine?: number;
+  keyCol?: number;
+}
+
+/** A parsed config document with a position for every key path in it. */
+export interface ParsedConfig {
+  /** File path, URL or "/proc/cmdline" — what error messages name. */
+  file: string;
+  /** The config as plain JSON data (always a map). */
+  value: Record<string, unknown>;
+  /** Positions keyed by formatted key path ("" is the document itself). */
+  positions: Map<string, NodePos>;
+  /** The header line found, e.g. "#cloud-config". */
+  header: string;
+}
+
+/** The result of reading one candidate file: a config, or a note saying why it was skipped. */
+export type ParseOutcome = { config: ParsedConfig } | { skipped: ConfigNote };
+
+/** Find the header among the first lines (only blank and comment lines may come before it). */
+export function findHeader(text: string): string | undefined {
+  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/, HEADER_SEARCH_LINES);
+  for (const raw of lines) {
+    const line = raw.trim();
+    if (line === "") continue;
+    const h = CONFIG_HEADERS.find((c) => line === c || line.startsWith(`${c} `));
+    if (h) return h;
+    if (!line.startsWith("#")) return undefined; // YAML content started without a header
+  }
+  return undefined;
+}
+
+/**
+ * Parse a cloud-config. Files without a header are skipped with a note (as upstream does);
+ * YAML errors, duplicate keys and a non-map document throw ConfigError with file:line:col.
+ * YAML 1.1 scalars are used, so `permissions: 0644` is the number 420.
+ */
+export function parseCloudConfig(
+  text: string,
+  file: string,
+  opts: { requireHeader?: boolean } = {},
+): ParseOutcome {
+  const header = findHeader(text);
+  if (!header && opts.requireHeader !== false) {
+    return {
+      skipped: {
+        level: "note",
+        file,
+        line: 1,
+        col: 1,
+        keyPath: "",
+        message: `skipped: no ${CONFIG_HEADERS[0]} header in the first lines (also accepted: ${CONFIG_HEADERS.slice(1).join(", ")})`,
+      },
+    };
+  }
+  return { config: parseYamlConfig(text, file, header ?? "") };
+}
+
+/** Parse YAML text (no header check) into a ParsedConfig, throwing the first error found. */
+export function parseYamlConfig(text: string, file: string, header = ""): ParsedConfig {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, {
+    version: "1.1",
+    lineCounter: lc,
+    uniqueKeys: true,
+    prettyErrors: false,
+    merge: true,
+  });
+  const at = (offset: number) => {
+    const p = lc.linePos(offset);
+    return { line: p.line, col: p.col };
+  };
+  const first = doc.errors[0];
+  if (first) {
+    const { line, col } = at(first.pos[0]);
+    const detail =
+      first.code === "DUPLICATE_KEY"
+        ? `duplicate key ${describeKeyAt(text, first.pos[0])}`
+        : `invalid YAML: ${first.message.split("\n")[0]}`;
+    throw new ConfigError(file, line, col, "", detail, "fix the YAML syntax at that position");
+  }
+  const positions = new Map<string, NodePos>();
+  const contents = doc.contents as Node | null;
+  if (contents !== null && !isMap(contents)) {
+    const r = contents.range ?? [0, 0, 0];
+    const { line, col } = at(r[0]);
+    throw new ConfigError(file, line, col, "", "expected a map of keys at the top level of a cloud-config");
+  }
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 1000 }) ?? {};
+  } catch (err) {
+    throw new ConfigError(file, 1, 1, "", `invalid YAML: ${(err as Error).message}`);
+  }
+  positions.set("", { line: 1, col: 1 });
+  if (contents) indexPositions(contents, [], positions, at);
+  return { file, value: value as Record<string, unknown>, positions, header };
+}
+
+function describeKeyAt(text: string, offset: number): string {
+  const rest = text.slice(offset).split(/\r?\n/, 1)[0] ?? "";
+  const key = rest.replace(/\s*:.*$/, "").trim();
+  return key ? JSON.stringify(key.replace(/^["']|["']$/g, "")) : "in a map";
+}
+
+function indexPositions(
+  node: unknown,
+  path: (string | number)[],
+  out: Map<string, NodePos>,
+  at: (o: number) => { line: number; col: number },
+): void {
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      if (!isPair(pair)) continue;
+      const k = pair.key;
+      const keyName = isScalar(k) ? String(k.value) : String(k);
+      const sub = [...path, keyName];
+      const kr = (k as Node | null)?.range;
+      const v = pair.value as Node | null;
+      const vr = v?.range ?? kr;
+      const kp = kr ? at(kr[0]) : { line: 1, col: 1 };
+      const vp = vr ? at(vr[0]) : kp;
+      out.set(formatKeyPath(sub), { line: vp.line, col: vp.col, keyLine: kp.line, keyCol: kp.col });
+      if (v) indexPositions(v, sub, out, at);
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => {
+      const sub = [...path, i];
+      const r = (item as Node | null)?.range;
+      if (r) out.set(formatKeyPath(sub), at(r[0]));
+      indexPositions(item, sub, out, at);
+    });
+  }
+}
+
+/**
+ * Position of a key path: the exact node if known, else the closest enclosing one.
+ * `key: true` prefers the key's own position over its value's.
+ */
+export function locate(cfg: ParsedConfig, path: KeyPath, key = false): { line: number; col: number } {
+  for (let n = path.length; n >= 0; n--) {
+    const p = cfg.positions.get(formatKeyPath(path.slice(0, n)));
+    if (p) {
+      if (key && n === path.length && p.keyLine !== undefined) return { line: p.keyLine, col: p.keyCol! };
+      return { line: p.line, col: p.col };
+    }
+  }
+  return { line: 1, col: 1 };
+}

@@ -1,0 +1,290 @@
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { configFromCmdline } from "./cmdline.js";
+import { ConfigError, type ConfigNote } from "./errors.js";
+import { type MergedConfig, mergeConfigs } from "./merge.js";
+import { locate, type ParsedConfig, parseCloudConfig } from "./parse.js";
+import { resolveInRoot } from "./rootpath.js";
+import { validateConfig } from "./validate.js";
+
+/**
+ * Directories read for the node's config, first to last; later files override earlier ones.
+ * This is the order Kairos documents: live medium, persistent, /etc, OEM partition.
+ */
+export const CONFIG_DIRS = ["/run/initramfs/live", "/usr/local/cloud-config", "/etc/kairos", "/oem"] as const;
+
+/** Defaults shipped inside the OS image; read first, and only for the boot stages. */
+export const SYSTEM_CONFIG_DIR = "/system/oem";
+
+/** Largest config file or config_url body accepted. */
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+
+export interface FetchOptions {
+  /** Attempts per URL (default 3). */
+  attempts?: number;
+  /** Per-attempt timeout in ms (default 10 000). */
+  timeoutMs?: number;
+  /** First retry delay in ms, doubled each time (default 500). */
+  backoffMs?: number;
+  /** How many config_url hops may follow each other (default 5). */
+  maxDepth?: number;
+}
+
+export interface CollectOptions {
+  /** Root directory the config directories live under (default "/"). */
+  root?: string;
+  /** Directories to read instead of CONFIG_DIRS (relative to root). */
+  dirs?: readonly string[];
+  /** Read /system/oem first (the boot stages do). */
+  includeSystem?: boolean;
+  /** Extra files or http(s) URLs read after the directories (e.g. `validate FILE`). */
+  extra?: readonly string[];
+  /** Kernel command line text; undefined reads <root>/proc/cmdline; false skips it. */
+  cmdline?: string | false;
+  fetch?: FetchOptions;
+}
+
+export interface Collected {
+  merged: MergedConfig;
+  /** Every config that took part, in merge order. */
+  configs: ParsedConfig[];
+  /** Files skipped, unknown keys and other non-fatal remarks. */
+  notes: ConfigNote[];
+  /** Files that failed to parse or validate; they are left out of the merge. */
+  errors: ConfigError[];
+}
+
+/** List the config files of one directory: *.yaml / *.yml, lexical order, not recursive. */
+export function listConfigFiles(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names
+    .filter((n) => /\.ya?ml$/.test(n))
+    .sort()
+    .map((n) => join(dir, n))
+    .filter((p) => {
+      try {
+        return statSync(p).isFile();
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** Fetch a config_url body: http(s) only, retries with backoff on network errors and 5xx. */
+export async function fetchConfigText(url: string, opts: FetchOptions = {}): Promise<string> {
+  if (!/^https?:\/\//i.test(url)) throw new Error(`only http:// and https:// URLs are fetched, not ${url}`);
+  const attempts = opts.attempts ?? 3;
+  let delay = opts.backoffMs ?? 500;
+  let last = "";
+  for (let i = 1; i <= attempts; i++) {
+    try {
+      const res = await fetch(url, {
+        signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
+        redirect: "follow",
+      });
+      if (res.ok) {
+        const body = await res.arrayBuffer();
+        if (body.byteLength > MAX_CONFIG_BYTES) throw new Error(`larger than ${MAX_CONFIG_BYTES} bytes`);
+        return Buffer.from(body).toString("utf8");
+      }
+      last = `HTTP ${res.status}`;
+      if (res.status < 500 && res.status !== 429) break; // a client error will not change on retry
+    } catch (err) {
+      last = (err as Error).message;
+      if (/larger than/.test(last)) break;
+    }
+    if (i < attempts) {
+      await new Promise((r) => setTimeout(r, delay));
+      delay *= 2;
+    }
+  }
+  throw new Error(`${last} (after ${attempts} attempt${attempts > 1 ? "s" : ""})`);
+}
+
+/** Read and parse one file inside root; errors and skip notes go to the lists. */
+function loadFile(
+  root: string,
+  path: string,
+  notes: ConfigNote[],
+  errors: ConfigError[],
+): ParsedConfig | undefined {
+  const label = root === "/" ? path : join(root, path);
+  let text: string;
+  try {
+    const real = resolveInRoot(root, path);
+    const st = statSync(real);
+    if (st.size > MAX_CONFIG_BYTES) {
+      errors.push(new ConfigError(label, 1, 1, "", `file is larger than ${MAX_CONFIG_BYTES} bytes`));
+      return undefined;
+    }
+    text = readFileSync(real, "utf8");
+  } catch (err) {
+    errors.push(new ConfigError(label, 1, 1, "", `cannot read: ${(err as Error).message}`));
+    return undefined;
+  }
+  return parseText(text, label, notes, errors);
+}
+
+function parseText(
+  text: string,
+  label: string,
+  notes: ConfigNote[],
+  errors: ConfigError[],
+): ParsedConfig | undefined {
+  try {
+    const out = parseCloudConfig(text, label);
+    if ("skipped" in out) {
+      notes.push(out.skipped);
+      return undefined;
+    }
+    return checked(out.config, notes, errors);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      errors.push(err);
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+function checked(cfg: ParsedConfig, notes: ConfigNote[], errors: ConfigError[]): ParsedConfig | undefined {
+  const v = validateConfig(cfg);
+  notes.push(...v.warnings);
+  if (v.errors.length) {
+    errors.push(...v.errors);
+    return undefined;
+  }
+  return cfg;
+}
+
+/**
+ * Follow `config_url` from `cfg` (and from what it fetches, up to maxDepth hops, never the same
+ * URL twice). Fetched configs are returned in order; each overrides the one that named it.
+ */
+async function followUrls(
+  cfg: ParsedConfig,
+  opts: FetchOptions,
+  seen: Set<string>,
+  notes: ConfigNote[],
+  errors: ConfigError[],
+  depth = 0,
+): Promise<ParsedConfig[]> {
+  const url = cfg.value.config_url;
+  if (typeof url !== "string" || url === "") return [];
+  const { line, col } = locate(cfg, ["config_url"]);
+  const maxDepth = opts.maxDepth ?? 5;
+  if (seen.has(url)) {
+    notes.push({
+      level: "warning",
+      file: cfg.file,
+      line,
+      col,
+      keyPath: "config_url",
+      message: `${url} was already read; not following it again`,
+    });
+    return [];
+  }
+  if (depth >= maxDepth) {
+    errors.push(
+      new ConfigError(cfg.file, line, col, "config_url", `too many config_url hops (more than ${maxDepth})`),
+    );
+    return [];
+  }
+  seen.add(url);
+  let text: string;
+  try {
+    text = await fetchConfigText(url, opts);
+  } catch (err) {
+    errors.push(
+      new ConfigError(cfg.file, line, col, "config_url", `could not fetch ${url}: ${(err as Error).message}`),
+    );
+    return [];
+  }
+  const got = parseText(text, url, notes, errors);
+  if (!got) return [];
+  return [got, ...(await followUrls(got, opts, seen, notes, errors, depth + 1))];
+}
+
+/** Read a config from a path inside root or from an http(s) URL, following its config_url. */
+export async function loadSource(
+  source: string,
+  opts: { root?: string; fetch?: FetchOptions } = {},
+): Promise<{ configs: ParsedConfig[]; notes: ConfigNote[]; errors: ConfigError[] }> {
+  const notes: ConfigNote[] = [];
+  const errors: ConfigError[] = [];
+  let cfg: ParsedConfig | undefined;
+  if (/^https?:\/\//i.test(source)) {
+    try {
+      cfg = parseText(await fetchConfigText(source, opts.fetch), source, notes, errors);
+    } catch (err) {
+      errors.push(new ConfigError(source, 1, 1, "", `could not fetch: ${(err as Error).message}`));
+    }
+  } else {
+    cfg = loadFile(opts.root ?? "/", source, notes, errors);
+  }
+  const configs = cfg
+    ? [cfg, ...(await followUrls(cfg, opts.fetch ?? {}, new Set([source]), notes, errors))]
+    : [];
+  return { configs, notes, errors };
+}
+
+/**
+ * Gather the node's config: every directory in order (files lexically), then extra sources,
+ * then the kernel command line, each followed by what its config_url points to; validate each
+ * and merge. Files with errors are reported and left out; the rest still merge.
+ */
+export async function collectConfig(opts: CollectOptions = {}): Promise<Collected> {
+  const root = opts.root ?? "/";
+  const notes: ConfigNote[] = [];
+  const errors: ConfigError[] = [];
+  const configs: ParsedConfig[] = [];
+  const seen = new Set<string>();
+  const fetchOpts = opts.fetch ?? {};
+  const add = async (cfg: ParsedConfig | undefined) => {
+    if (!cfg) return;
+    configs.push(cfg, ...(await followUrls(cfg, fetchOpts, seen, notes, errors)));
+  };
+  const dirs = [...(opts.includeSystem ? [SYSTEM_CONFIG_DIR] : []), ...(opts.dirs ?? CONFIG_DIRS)];
+  for (const dir of dirs) {
+    let real: string;
+    try {
+      real = resolveInRoot(root, dir);
+    } catch (err) {
+      errors.push(new ConfigError(root === "/" ? dir : join(root, dir), 1, 1, "", (err as Error).message));
+      continue;
+    }
+    for (const f of listConfigFiles(real)) {
+      await add(loadFile(root, join(dir, f.slice(real.length + 1)), notes, errors));
+    }
+  }
+  for (const src of opts.extra ?? []) {
+    const r = await loadSource(src, { root, fetch: fetchOpts });
+    configs.push(...r.configs);
+    notes.push(...r.notes);
+    errors.push(...r.errors);
+  }
+  if (opts.cmdline !== false) {
+    let line = opts.cmdline;
+    const label = root === "/" ? "/proc/cmdline" : join(root, "proc/cmdline");
+    if (line === undefined) {
+      try {
+        line = readFileSync(resolveInRoot(root, "/proc/cmdline"), "utf8");
+      } catch {
+        line = "";
+      }
+    }
+    try {
+      const cfg = configFromCmdline(line, label, []);
+      if (cfg) await add(checked(cfg, notes, errors));
+    } catch (err) {
+      if (err instanceof ConfigError) errors.push(err);
+      else throw err;
+    }
+  }
+  return { merged: mergeConfigs(configs), configs, notes, errors };
+}
