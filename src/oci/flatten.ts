@@ -1,0 +1,229 @@
+import { KairosError } from "../sys/errors.js";
+import { DirectoryWriter, type DirectoryWriterOptions } from "../tar/extract.js";
+import { ancestorsOf, baseOf, joinPath, parentOf } from "../tar/path.js";
+import { readTar } from "../tar/reader.js";
+import type { EntryType, TarEntry, TarHeader } from "../tar/types.js";
+import { type WriteEntry, writeTar } from "../tar/writer.js";
+
+/** What flatten needs of an image: its layers, oldest first, each able to stream its tar (more than once). */
+export interface LayeredSource {
+  readonly name?: string;
+  layers(): Promise<readonly FlattenLayer[]>;
+}
+
+export interface FlattenLayer {
+  readonly digest: string;
+  readonly size?: number;
+  uncompressed(): Promise<AsyncIterable<Uint8Array>>;
+}
+
+/** Called as each layer is read, with the bytes read so far and the layer's index. */
+export type LayerProgress = (event: { layer: number; digest: string; phase: "start" | "done" }) => void;
+
+export interface FlattenOptions {
+  onLayer?: LayerProgress;
+}
+
+const WHITEOUT = ".wh.";
+const OPAQUE = ".wh..wh..opq";
+
+/** The flattened tree contains something no conforming image can produce. */
+export class FlattenError extends KairosError {
+  override readonly name = "FlattenError";
+}
+
+interface Decided {
+  type: EntryType;
+  layer: number;
+}
+
+/**
+ * The final rootfs of an image as one stream of tar entries, reading each layer once,
+ * newest first: an entry is kept when no newer layer replaced it, deleted it (`.wh.NAME`)
+ * or made its directory opaque (`.wh..wh..opq`). Whiteout markers never appear in the output.
+ * Entries can come before their parent directory's entry (tar2sqfs and GNU tar accept that);
+ * a hardlink always comes after its target. Hardlinks whose target a newer layer replaced get
+ * the target's old content (the layer is read a second time for those, which is rare).
+ */
+export async function* flattenEntries(
+  image: LayeredSource,
+  opts: FlattenOptions = {},
+): AsyncGenerator<WriteEntry> {
+  const layers = await image.layers();
+  const decided = new Map<string, Decided>();
+  const removed = new Set<string>();
+  const opaque = new Set<string>();
+  const implied = new Set<string>();
+  /** Hardlinks waiting for their target to show up in an older layer. */
+  const pendingLinks = new Map<string, TarHeader[]>();
+
+  const hiddenBy = (path: string, layer: number): "self" | "upper" | "same-layer-nondir" | undefined => {
+    if (decided.has(path) || removed.has(path)) return "self";
+    for (const a of ancestorsOf(path)) {
+      if (removed.has(a) || opaque.has(a)) return "upper";
+      const d = decided.get(a);
+      if (d && d.type !== "directory") return d.layer === layer ? "same-layer-nondir" : "upper";
+    }
+    return undefined;
+  };
+
+  const markEmitted = (path: string, type: EntryType, layer: number) => {
+    decided.set(path, { type, layer });
+    for (const a of ancestorsOf(path)) {
+      if (implied.has(a) || decided.has(a)) break;
+      implied.add(a);
+    }
+  };
+
+  for (let i = layers.length - 1; i >= 0; i--) {
+    const layer = layers[i]!;
+    const label = `layer ${i + 1}/${layers.length} (${layer.digest})`;
+    opts.onLayer?.({ layer: i, digest: layer.digest, phase: "start" });
+    const layerRemoved: string[] = [];
+    const layerOpaque: string[] = [];
+    /** Hardlinks in this layer whose target (earlier in this layer) a newer layer replaced. */
+    const orphans = new Map<string, TarHeader[]>();
+    /** Replaced targets of this layer whose content now lives under a link's path. */
+    const relocated = new Map<string, string>();
+    for await (const entry of readTar(await layer.uncompressed(), { label })) {
+      const name = baseOf(entry.path);
+      if (name.startsWith(WHITEOUT)) {
+        if (name === OPAQUE) layerOpaque.push(parentOf(entry.path));
+        else layerRemoved.push(joinPath(parentOf(entry.path), name.slice(WHITEOUT.length)));
+        continue;
+      }
+      const hidden = hiddenBy(entry.path, i);
+      if (hidden === "same-layer-nondir") {
+        throw new FlattenError(
+          `${label}: entry ${entry.path} lies under a symlink or file of the same layer`,
+          "refusing to write through a symlink planted by an earlier entry",
+        );
+      }
+      const header = headerOf(entry);
+      if (hidden) {
+        // A replaced target may still be needed by links to it, here or in newer layers.
+        const waiting = pendingLinks.get(entry.path);
+        if (waiting && entry.type === "file") {
+          pendingLinks.delete(entry.path);
+          relocated.set(entry.path, waiting[0]!.path);
+          yield* linksWithContent(waiting, header, entry.body);
+        }
+        continue;
+      }
+      if (entry.type !== "directory" && implied.has(entry.path)) {
+        throw new FlattenError(
+          `${label}: ${entry.path} is a ${entry.type} here, but a newer layer writes files under it without replacing it by a directory`,
+          "refusing to write through a symlink planted by an earlier layer; rebuild the newer layer against the real path",
+        );
+      }
+      if (entry.type === "hardlink") {
+        const target = entry.linkname!;
+        const t = decided.get(target);
+        const moved = relocated.get(target);
+        if (moved !== undefined) {
+          markEmitted(entry.path, "hardlink", i);
+          yield { header: { ...header, linkname: moved } };
+        } else if (t && t.layer === i && t.type !== "directory") {
+          markEmitted(entry.path, "hardlink", i);
+          yield { header };
+        } else if (t || removed.has(target)) {
+          markEmitted(entry.path, "hardlink", i);
+          orphans.set(target, [...(orphans.get(target) ?? []), header]);
+        } else {
+          markEmitted(entry.path, "hardlink", i);
+          pendingLinks.set(target, [...(pendingLinks.get(target) ?? []), header]);
+        }
+        continue;
+      }
+      markEmitted(entry.path, entry.type, i);
+      yield { header, body: entry.type === "file" ? entry.body : undefined };
+      const waiting = pendingLinks.get(entry.path);
+      if (waiting) {
+        pendingLinks.delete(entry.path);
+        for (const link of waiting) yield { header: { ...link, linkname: entry.path } };
+      }
+    }
+    if (orphans.size) {
+      // Second read of this layer: the content of targets that were replaced above.
+      for await (const entry of readTar(await layer.uncompressed(), { label })) {
+        const links = orphans.get(entry.path);
+        if (!links || entry.type !== "file") continue;
+        orphans.delete(entry.path);
+        yield* linksWithContent(links, headerOf(entry), entry.body);
+      }
+      // Targets this layer does not hold come from an older layer: wait for them there.
+      for (const [target, links] of orphans)
+        pendingLinks.set(target, [...(pendingLinks.get(target) ?? []), ...links]);
+    }
+    for (const p of layerRemoved) removed.add(p);
+    for (const p of layerOpaque) opaque.add(p);
+    opts.onLayer?.({ layer: i, digest: layer.digest, phase: "done" });
+  }
+  const [missing] = pendingLinks.keys();
+  if (missing !== undefined) {
+    throw new FlattenError(
+      `hardlink ${pendingLinks.get(missing)![0]!.path} points to ${missing}, which no layer contains`,
+    );
+  }
+}
+
+/** The first link becomes a regular file with the target's content; the rest link to it. */
+async function* linksWithContent(
+  links: TarHeader[],
+  target: TarHeader,
+  body: AsyncIterable<Buffer>,
+): AsyncGenerator<WriteEntry> {
+  const [first, ...rest] = links;
+  yield { header: { ...target, path: first!.path, type: "file", linkname: undefined }, body };
+  for (const l of rest) yield { header: { ...l, linkname: first!.path } };
+}
+
+function headerOf(e: TarEntry): TarHeader {
+  const { body: _body, ...h } = e;
+  return h;
+}
+
+/** The final rootfs of an image as one tar byte stream (see flattenEntries). */
+export function flattenToTar(image: LayeredSource, opts: FlattenOptions = {}): AsyncGenerator<Buffer> {
+  return writeTar(flattenEntries(image, opts));
+}
+
+export interface UnpackStats {
+  entries: number;
+  bytes: number;
+  skippedDevices: number;
+}
+
+/**
+ * Apply the layers, oldest first, onto a directory, as `umoci unpack` or a container runtime
+ * does: whiteouts delete what older layers wrote, opaque markers empty a directory of older
+ * content. Nothing is written outside `dir`: entries that climb out or go through a symlink
+ * are refused. Owners are kept when running as root.
+ */
+export async function flattenToDirectory(
+  image: LayeredSource,
+  dir: string,
+  opts: FlattenOptions & DirectoryWriterOptions = {},
+): Promise<UnpackStats> {
+  const layers = await image.layers();
+  const writer = await DirectoryWriter.open(dir, opts);
+  let entries = 0;
+  for (const [i, layer] of layers.entries()) {
+    const label = `layer ${i + 1}/${layers.length} (${layer.digest})`;
+    opts.onLayer?.({ layer: i, digest: layer.digest, phase: "start" });
+    writer.startLayer();
+    for await (const entry of readTar(await layer.uncompressed(), { label })) {
+      const name = baseOf(entry.path);
+      if (name === OPAQUE) await writer.clearLowerContent(parentOf(entry.path));
+      else if (name.startsWith(WHITEOUT)) {
+        await writer.removeLower(joinPath(parentOf(entry.path), name.slice(WHITEOUT.length)));
+      } else {
+        await writer.apply(entry, label);
+        entries++;
+      }
+    }
+    opts.onLayer?.({ layer: i, digest: layer.digest, phase: "done" });
+  }
+  await writer.finish();
+  return { entries, bytes: writer.bytesWritten, skippedDevices: writer.skippedDevices };
+}

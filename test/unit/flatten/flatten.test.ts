@@ -1,0 +1,174 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { lstat, readdir, readFile, readlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { flattenEntries, flattenToDirectory, flattenToTar } from "../../../src/oci/flatten.js";
+import { UnsafePathError } from "../../../src/tar/index.js";
+import { imageOf } from "../../helpers/layers.js";
+import { collect, tempDir } from "../../helpers/tmp.js";
+
+/** Every path under dir with a short description of what it is. */
+async function tree(dir: string, rel = ""): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of (await readdir(join(dir, rel))).sort()) {
+    const p = rel ? `${rel}/${name}` : name;
+    const abs = join(dir, p);
+    const st = await lstat(abs);
+    const mode = (st.mode & 0o7777).toString(8);
+    if (st.isDirectory()) {
+      out[p] = `dir ${mode}`;
+      Object.assign(out, await tree(dir, p));
+    } else if (st.isSymbolicLink()) out[p] = `link ${await readlink(abs)}`;
+    else out[p] = `file ${mode} ${st.nlink > 1 ? `nlink=${st.nlink} ` : ""}${await readFile(abs, "utf8")}`;
+  }
+  return out;
+}
+
+/** Flatten both ways (directory sink; tar sink extracted by GNU tar) and check they agree. */
+async function bothWays(
+  t: Parameters<Parameters<typeof test>[1]>[0],
+  image: Awaited<ReturnType<typeof imageOf>>,
+) {
+  const dir = await tempDir(t);
+  await flattenToDirectory(image, join(dir, "a"));
+  const tarFile = join(dir, "flat.tar");
+  await writeFile(tarFile, await collect(flattenToTar(image)));
+  execFileSync("mkdir", [join(dir, "b")]);
+  execFileSync("tar", ["-xpf", tarFile, "-C", join(dir, "b"), "--numeric-owner"]);
+  const a = await tree(join(dir, "a"));
+  const b = await tree(join(dir, "b"));
+  assert.deepEqual(b, a, "tar sink and directory sink agree");
+  return a;
+}
+
+test("whiteouts delete lower files and directories; newer content wins", async (t) => {
+  const image = await imageOf(
+    [
+      { path: "etc" },
+      { path: "etc/a", content: "old" },
+      { path: "etc/gone", content: "x" },
+      { path: "var" },
+      { path: "var/cache" },
+      { path: "var/cache/big", content: "x" },
+    ],
+    [
+      { path: "etc" },
+      { path: "etc/a", content: "new", mode: 0o600 },
+      { path: "etc/.wh.gone", content: "" },
+      { path: "var" },
+      { path: "var/.wh.cache", content: "" },
+    ],
+  );
+  const got = await bothWays(t, image);
+  assert.deepEqual(got, { etc: "dir 755", "etc/a": "file 600 new", var: "dir 755" });
+});
+
+test("an opaque directory hides all older content but keeps its own layer's", async (t) => {
+  const image = await imageOf(
+    [
+      { path: "opt" },
+      { path: "opt/x", content: "1" },
+      { path: "opt/sub" },
+      { path: "opt/sub/y", content: "2" },
+    ],
+    [
+      { path: "opt" },
+      { path: "opt/.wh..wh..opq", content: "" },
+      { path: "opt/sub" },
+      { path: "opt/sub/z", content: "3" },
+    ],
+  );
+  const got = await bothWays(t, image);
+  assert.deepEqual(got, { opt: "dir 755", "opt/sub": "dir 755", "opt/sub/z": "file 644 3" });
+});
+
+test("a whiteout and the new file in the same layer: the new file stays", async (t) => {
+  const image = await imageOf(
+    [{ path: "f", content: "old" }],
+    [
+      { path: "f", content: "new" },
+      { path: ".wh.g", content: "" },
+    ],
+  );
+  assert.deepEqual(await bothWays(t, image), { f: "file 644 new" });
+});
+
+test("hardlinks: same layer, to an older layer, and to a target a newer layer replaced", async (t) => {
+  const image = await imageOf(
+    [
+      { path: "bin" },
+      { path: "bin/a", content: "A1" },
+      { path: "bin/b", type: "hardlink", linkname: "bin/a" },
+    ],
+    [{ path: "bin" }, { path: "bin/c", type: "hardlink", linkname: "bin/a" }],
+    [{ path: "bin" }, { path: "bin/a", content: "A2" }],
+  );
+  const got = await bothWays(t, image);
+  assert.deepEqual(got, {
+    bin: "dir 755",
+    "bin/a": "file 644 A2",
+    "bin/b": "file 644 nlink=2 A1",
+    "bin/c": "file 644 nlink=2 A1",
+  });
+});
+
+test("a hardlink whose same-layer target a newer layer replaced rereads only that layer", async (t) => {
+  const image = await imageOf(
+    [
+      { path: "a", content: "old" },
+      { path: "b", type: "hardlink", linkname: "a" },
+    ],
+    [{ path: "a", content: "new" }],
+  );
+  const got = await bothWays(t, image);
+  assert.deepEqual(got, { a: "file 644 new", b: "file 644 old" });
+  // bothWays flattens twice; each flattenToTar reads layer 0 twice (orphan target), the directory sink once.
+  assert.deepEqual(image.reads, [3, 2]);
+});
+
+test("a file replacing a directory hides everything that was under it", async (t) => {
+  const image = await imageOf(
+    [{ path: "d" }, { path: "d/x", content: "1" }],
+    [{ path: "d", content: "now a file" }],
+  );
+  assert.deepEqual(await bothWays(t, image), { d: "file 644 now a file" });
+});
+
+test("symlinks and binary xattrs come through the tar sink byte-exact", async () => {
+  const cap = Buffer.from([1, 0, 0, 2, 0x20, 0, 0, 0, 0xff]);
+  const image = await imageOf([
+    { path: "usr" },
+    { path: "usr/ping", content: "x", mode: 0o4755, xattrs: new Map([["security.capability", cap]]) },
+    { path: "lib", type: "symlink", linkname: "usr/lib" },
+  ]);
+  const out = [];
+  for await (const e of flattenEntries(image)) out.push(e.header);
+  const ping = out.find((h) => h.path === "usr/ping")!;
+  assert.equal(ping.mode, 0o4755);
+  assert.ok(ping.xattrs?.get("security.capability")?.equals(cap));
+  assert.equal(out.find((h) => h.path === "lib")?.linkname, "usr/lib");
+});
+
+test("refuses an entry written through a symlink planted by an older layer (both sinks)", async (t) => {
+  const dir = await tempDir(t);
+  const image = await imageOf(
+    [{ path: "evil", type: "symlink", linkname: "/etc" }],
+    [{ path: "evil/passwd", content: "pwned" }],
+  );
+  await assert.rejects(flattenToDirectory(image, join(dir, "out")), UnsafePathError);
+  await assert.rejects(collect(flattenToTar(image)), /a newer layer writes files under it/);
+  const image2 = await imageOf([
+    { path: "up", type: "symlink", linkname: "../../../../tmp" },
+    { path: "up/x", content: "pwned" },
+  ]);
+  await assert.rejects(flattenToDirectory(image2, join(dir, "out2")), /through the symlink up/);
+  await assert.rejects(collect(flattenToTar(image2)), /symlink or file of the same layer/);
+});
+
+test("refuses a hardlink to a file outside the image", async (t) => {
+  const dir = await tempDir(t);
+  const image = await imageOf([{ path: "x", type: "hardlink", linkname: "etc/shadow" }]);
+  await assert.rejects(flattenToDirectory(image, join(dir, "o")), /does not exist/);
+  await assert.rejects(collect(flattenToTar(image)), /which no layer contains/);
+});
