@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { lstat, readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 import { flattenEntries, flattenToDirectory, flattenToTar } from "../../../src/oci/flatten.js";
 import { UnsafePathError } from "../../../src/tar/index.js";
 import { imageOf } from "../../helpers/layers.js";
