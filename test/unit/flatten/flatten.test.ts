@@ -26,10 +26,7 @@ async function tree(dir: string, rel = ""): Promise<Record<string, string>> {
 }
 
 /** Flatten both ways (directory sink; tar sink extracted by GNU tar) and check they agree. */
-async function bothWays(
-  t: Parameters<Parameters<typeof test>[1]>[0],
-  image: Awaited<ReturnType<typeof imageOf>>,
-) {
+async function bothWays(t: TestContext, image: Awaited<ReturnType<typeof imageOf>>) {
   const dir = await tempDir(t);
   await flattenToDirectory(image, join(dir, "a"));
   const tarFile = join(dir, "flat.tar");
