@@ -1,0 +1,108 @@
+import { Transform, type TransformCallback } from "node:stream";
+import { createGunzip } from "node:zlib";
+import { Decompress } from "fzstd";
+
+export type Compression = "gzip" | "zstd" | "none";
+
+/** Recognise a compressed stream by its first bytes. */
+export function sniffCompression(head: Buffer): Compression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return "zstd";
+  return "none";
+}
+
+/** Streaming zstd decompression with fzstd (pure JS). */
+export class ZstdDecompress extends Transform {
+  private readonly d: Decompress;
+  constructor() {
+    super();
+    this.d = new Decompress((chunk) => {
+      this.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    });
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    try {
+      this.d.push(chunk);
+    } catch (e) {
+      cb(e as Error);
+      return;
+    }
+    cb();
+  }
+  override _flush(cb: TransformCallback): void {
+    try {
+      this.d.push(new Uint8Array(0), true);
+    } catch (e) {
+      cb(e as Error);
+      return;
+    }
+    cb();
+  }
+}
+
+/**
+ * Decompresses gzip or zstd, passes anything else through; decided from the first bytes,
+ * so a layer whose media type lies about its compression still reads correctly.
+ */
+export class AutoDecompress extends Transform {
+  private inner: Transform | null | undefined;
+  private head: Buffer[] = [];
+  private headLen = 0;
+  private choose(): Buffer {
+    const head = Buffer.concat(this.head);
+    this.head = [];
+    const kind = sniffCompression(head);
+    if (kind === "none") {
+      this.inner = null;
+      return head;
+    }
+    const inner = kind === "gzip" ? createGunzip() : new ZstdDecompress();
+    inner.on("data", (d: Buffer) => {
+      if (!this.push(d)) inner.pause();
+    });
+    inner.on("error", (e) => this.destroy(e));
+    this.inner = inner;
+    return head;
+  }
+  override _read(size: number): void {
+    this.inner?.resume();
+    super._read(size);
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    let data = chunk;
+    if (this.inner === undefined) {
+      this.head.push(chunk);
+      this.headLen += chunk.length;
+      if (this.headLen < 4) {
+        cb();
+        return;
+      }
+      data = this.choose();
+    }
+    if (this.inner === null) {
+      cb(null, data);
+      return;
+    }
+    if (this.inner!.write(data)) cb();
+    else this.inner!.once("drain", () => cb());
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.inner === undefined) {
+      const data = this.choose();
+      if (this.inner === null) {
+        cb(null, data);
+        return;
+      }
+      this.inner!.write(data);
+    }
+    if (this.inner === null) {
+      cb();
+      return;
+    }
+    const inner = this.inner!;
+    inner.once("end", () => cb());
+    inner.once("error", (e) => cb(e));
+    inner.resume();
+    inner.end();
+  }
+}

@@ -1,0 +1,189 @@
+import { KairosError } from "../sys/index.js";
+import { isDigest } from "./digest.js";
+import type { Platform } from "./types.js";
+
+/** The transports we understand, named as skopeo names them. */
+export const TRANSPORTS = ["docker", "oci", "oci-archive", "docker-archive", "docker-daemon", "dir"] as const;
+export type Transport = (typeof TRANSPORTS)[number];
+
+/** A registry image reference: HOST/REPO with a tag or a digest. */
+export interface DockerReference {
+  /** Registry host as written, with port if any ("docker.io" for Docker Hub). */
+  registry: string;
+  /** Repository path, e.g. "library/debian". */
+  repository: string;
+  tag?: string;
+  digest?: string;
+}
+
+export type ImageReference =
+  | { transport: "docker"; ref: DockerReference }
+  | { transport: "oci"; path: string; tag?: string }
+  | { transport: "oci-archive"; path: string; tag?: string }
+  | { transport: "docker-archive"; path: string; name?: string; index?: number }
+  | { transport: "docker-daemon"; name: string }
+  | { transport: "dir"; path: string };
+
+export const DOCKER_HUB = "docker.io";
+const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const TAG = /^[\w][\w.-]{0,127}$/;
+const HOST =
+  /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$/;
+
+function bad(input: string, why: string, hint?: string): KairosError {
+  return new KairosError(`invalid image reference '${input}': ${why}`, hint);
+}
+
+/**
+ * Parse "HOST/REPO:TAG", "REPO@sha256:…", "debian" (→ docker.io/library/debian:latest), as the
+ * Docker CLI does: the first component is a host if it has a "." or ":" or is "localhost".
+ */
+export function parseDockerReference(input: string): DockerReference {
+  let rest = input;
+  let digest: string | undefined;
+  const at = rest.indexOf("@");
+  if (at >= 0) {
+    digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+    if (!isDigest(digest)) throw bad(input, `'${digest}' is not a digest`, "use @sha256:<64 hex digits>");
+  }
+  let tag: string | undefined;
+  const lastSlash = rest.lastIndexOf("/");
+  const colon = rest.lastIndexOf(":");
+  if (colon > lastSlash) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+    if (!TAG.test(tag)) throw bad(input, `'${tag}' is not a valid tag`);
+  }
+  if (!rest) throw bad(input, "no repository name");
+  const parts = rest.split("/");
+  let registry = DOCKER_HUB;
+  const first = parts[0]!;
+  if (parts.length > 1 && (first.includes(".") || first.includes(":") || first === "localhost")) {
+    registry = first;
+    parts.shift();
+    if (!HOST.test(registry)) throw bad(input, `'${registry}' is not a valid registry host`);
+  }
+  if (registry === "index.docker.io" || registry === "registry-1.docker.io") registry = DOCKER_HUB;
+  if (registry === DOCKER_HUB && parts.length === 1) parts.unshift("library");
+  for (const p of parts) {
+    if (!COMPONENT.test(p)) {
+      throw bad(
+        input,
+        `'${p}' is not a valid repository path component`,
+        "use lowercase letters, digits, '.', '_' and '-'",
+      );
+    }
+  }
+  const repository = parts.join("/");
+  if (repository.length > 255) throw bad(input, "repository name longer than 255 characters");
+  if (!tag && !digest) tag = "latest";
+  return { registry, repository, ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
+}
+
+/** "host/repo:tag@digest" for messages. */
+export function formatDockerReference(r: DockerReference): string {
+  return `${r.registry}/${r.repository}${r.tag ? `:${r.tag}` : ""}${r.digest ? `@${r.digest}` : ""}`;
+}
+
+/** Split "PATH[:REST]" at the first ':' as skopeo does. */
+function splitPath(s: string): [string, string | undefined] {
+  const i = s.indexOf(":");
+  return i < 0 ? [s, undefined] : [s.slice(0, i), s.slice(i + 1)];
+}
+
+/** Parse a transport-prefixed image reference, e.g. "docker://host/repo:tag" or "oci:DIR:TAG". */
+export function parseReference(input: string): ImageReference {
+  const m = /^([a-z-]+):(.*)$/s.exec(input);
+  const transport = m?.[1];
+  if (!m || !(TRANSPORTS as readonly string[]).includes(transport!)) {
+    const looksLikeName = !m || /^[\w.-]+(:\d+)?\//.test(input) || !input.includes(":");
+    throw new KairosError(
+      `unknown transport in image reference '${input}'`,
+      `prefix it with one of: ${TRANSPORTS.map((t) => `${t}:`).join(", ")}` +
+        (looksLikeName ? ` (a registry image is docker://${input})` : ""),
+    );
+  }
+  const body = m[2]!;
+  switch (transport as Transport) {
+    case "docker": {
+      if (!body.startsWith("//")) throw bad(input, "expected docker://HOST/REPO[:TAG|@DIGEST]");
+      return { transport: "docker", ref: parseDockerReference(body.slice(2)) };
+    }
+    case "oci":
+    case "oci-archive": {
+      const [path, tag] = splitPath(body);
+      if (!path) throw bad(input, "no path", `use ${transport}:PATH[:TAG]`);
+      if (tag !== undefined && !/^[A-Za-z0-9._\-:@/+]+$/.test(tag))
+        throw bad(input, `'${tag}' is not a valid tag`);
+      return { transport: transport as "oci" | "oci-archive", path, ...(tag ? { tag } : {}) };
+    }
+    case "docker-archive": {
+      const [path, rest] = splitPath(body);
+      if (!path) throw bad(input, "no path", "use docker-archive:PATH[:NAME:TAG|:@INDEX]");
+      if (rest === undefined || rest === "") return { transport: "docker-archive", path };
+      if (rest.startsWith("@")) {
+        const index = Number(rest.slice(1));
+        if (!Number.isInteger(index) || index < 0) throw bad(input, `'${rest}' is not an image index`);
+        return { transport: "docker-archive", path, index };
+      }
+      const r = parseDockerReference(rest);
+      if (r.digest) throw bad(input, "a docker-archive name cannot have a digest");
+      return { transport: "docker-archive", path, name: rest };
+    }
+    case "docker-daemon": {
+      if (!body) throw bad(input, "no image name", "use docker-daemon:NAME:TAG or docker-daemon:sha256:ID");
+      if (!body.startsWith("sha256:")) parseDockerReference(body);
+      return { transport: "docker-daemon", name: body };
+    }
+    case "dir": {
+      if (!body) throw bad(input, "no path", "use dir:ROOTFS_DIRECTORY");
+      return { transport: "dir", path: body };
+    }
+  }
+}
+
+/** Render a parsed reference back to its transport form. */
+export function formatReference(r: ImageReference): string {
+  switch (r.transport) {
+    case "docker":
+      return `docker://${formatDockerReference(r.ref)}`;
+    case "oci":
+    case "oci-archive":
+      return `${r.transport}:${r.path}${r.tag ? `:${r.tag}` : ""}`;
+    case "docker-archive":
+      return `docker-archive:${r.path}${r.name ? `:${r.name}` : r.index !== undefined ? `:@${r.index}` : ""}`;
+    case "docker-daemon":
+      return `docker-daemon:${r.name}`;
+    case "dir":
+      return `dir:${r.path}`;
+  }
+}
+
+/** Parse "os/arch[/variant]". */
+export function parsePlatform(s: string): Platform {
+  const parts = s.split("/");
+  if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[a-z0-9._-]+$/.test(p))) {
+    throw new KairosError(
+      `invalid platform '${s}'`,
+      "use os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8",
+    );
+  }
+  return { os: parts[0]!, architecture: parts[1]!, ...(parts[2] ? { variant: parts[2] } : {}) };
+}
+
+export function formatPlatform(p: Platform | undefined): string {
+  if (!p) return "unknown";
+  return `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`;
+}
+
+export const DEFAULT_PLATFORM: Platform = { os: "linux", architecture: "amd64" };
+
+/** Does an index entry's platform satisfy the wanted one? (arm64 without variant == v8). */
+export function platformMatches(have: Platform | undefined, want: Platform): boolean {
+  if (!have) return false;
+  if (have.os !== want.os || have.architecture !== want.architecture) return false;
+  if (!want.variant) return true;
+  const norm = (v: string | undefined) => (have.architecture === "arm64" && !v ? "v8" : v);
+  return norm(have.variant) === norm(want.variant);
+}
