@@ -36,6 +36,11 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   dracut: "dracut-core",
   dnsmasq: "dnsmasq-base",
   depmod: "kmod",
+  modprobe: "kmod",
+  sh: "dash",
+  chroot: "coreutils",
+  systemctl: "systemd",
+  hostname: "hostname",
 };
 
 const found = new Map<string, string>();

@@ -1,7 +1,9 @@
 import type { Register } from "../common.js";
+import { registerAgentConfigCommands } from "./agent-config.js";
+import { registerConfigCommands } from "./config.js";
 
 /** The `kairos` (build host) subcommands. Each module owns its own command group. */
-export const kairosCommands: Register[] = [];
+export const kairosCommands: Register[] = [registerConfigCommands];
 
 /** The `kairos-agent` (node) subcommands. */
-export const agentCommands: Register[] = [];
+export const agentCommands: Register[] = [registerAgentConfigCommands];
