@@ -97,11 +97,10 @@ export function parseReference(input: string): ImageReference {
   const m = /^([a-z-]+):(.*)$/s.exec(input);
   const transport = m?.[1];
   if (!m || !(TRANSPORTS as readonly string[]).includes(transport!)) {
-    const looksLikeName = !m || /^[\w.-]+(:\d+)?\//.test(input) || !input.includes(":");
     throw new KairosError(
       `unknown transport in image reference '${input}'`,
-      `prefix it with one of: ${TRANSPORTS.map((t) => `${t}:`).join(", ")}` +
-        (looksLikeName ? ` (a registry image is docker://${input})` : ""),
+      `prefix it with one of: ${TRANSPORTS.map((t) => (t === "docker" ? "docker://" : `${t}:`)).join(", ")}` +
+        (input.includes("://") ? "" : ` (a registry image is docker://${input})`),
     );
   }
   const body = m[2]!;

@@ -30,6 +30,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   podman: "podman",
   "docker-registry": "docker-registry",
   htpasswd: "apache2-utils",
+  openssl: "openssl",
   setfattr: "attr",
   getfattr: "attr",
   mknod: "coreutils",

@@ -1,9 +1,10 @@
 import type { Register } from "../common.js";
 import { registerAgentConfigCommands } from "./agent-config.js";
 import { registerConfigCommands } from "./config.js";
+import { registerImage } from "./image.js";
 
 /** The `kairos` (build host) subcommands. Each module owns its own command group. */
-export const kairosCommands: Register[] = [registerConfigCommands];
+export const kairosCommands: Register[] = [registerConfigCommands, registerImage];
 
 /** The `kairos-agent` (node) subcommands. */
 export const agentCommands: Register[] = [registerAgentConfigCommands];
