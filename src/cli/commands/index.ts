@@ -1,10 +1,11 @@
 import type { Register } from "../common.js";
 import { registerAgentConfigCommands } from "./agent-config.js";
+import { registerBase } from "./base.js";
 import { registerConfigCommands } from "./config.js";
 import { registerImage } from "./image.js";
 
 /** The `kairos` (build host) subcommands. Each module owns its own command group. */
-export const kairosCommands: Register[] = [registerConfigCommands, registerImage];
+export const kairosCommands: Register[] = [registerConfigCommands, registerBase, registerImage];
 
 /** The `kairos-agent` (node) subcommands. */
 export const agentCommands: Register[] = [registerAgentConfigCommands];
