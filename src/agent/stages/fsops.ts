@@ -87,7 +87,7 @@ export function writeFileInRoot(
   }
   const uid = spec.uid ?? old?.uid ?? 0;
   const gid = spec.gid ?? old?.gid ?? 0;
-  if (old && old.buf.equals(buf) && old.mode === spec.mode && old.uid === uid && old.gid === gid)
+  if (old?.buf.equals(buf) && old.mode === spec.mode && old.uid === uid && old.gid === gid)
     return "unchanged";
   const tmp = join(dirname(real), `.${randomBytes(6).toString("hex")}.kairos-tmp`);
   const fd = openSync(

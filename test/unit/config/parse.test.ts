@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ConfigError, findHeader, parseCloudConfig } from "../../../src/config/index.js";
+import { fixture, parse } from "./helpers.js";
+
+function thrown(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+describe("cloud-config header", () => {
+  it("accepts #cloud-config, #kairos-config and #node-config", () => {
+    assert.equal(findHeader("#cloud-config\na: 1\n"), "#cloud-config");
+    assert.equal(findHeader("#kairos-config\n"), "#kairos-config");
+    assert.equal(findHeader("#node-config\n"), "#node-config");
+  });
+  it("finds the header after blank and comment lines", () => {
+    assert.equal(findHeader("\n# my node\n#cloud-config\nfoo: 1\n"), "#cloud-config");
+    assert.equal(parse(fixture("legacy-header.yaml")).header, "#kairos-config");
+  });
+  it("skips a file without a header, with a note naming the file", () => {
+    const out = parseCloudConfig("install:\n  device: auto\n", "/oem/x.yaml");
+    assert.ok("skipped" in out);
+    assert.equal(out.skipped.file, "/oem/x.yaml");
+    assert.match(out.skipped.message, /no #cloud-config header/);
+  });
+  it("does not accept a header after YAML content has started", () => {
+    assert.equal(findHeader("a: 1\n#cloud-config\n"), undefined);
+  });
+  it("does not accept a header further down than the first lines", () => {
+    assert.equal(findHeader(`${"#\n".repeat(12)}#cloud-config\n`), undefined);
+  });
+});
+
+describe("YAML parsing", () => {
+  it("reads YAML 1.1 octal modes: 0644 is 420", () => {
+    const c = parse("#cloud-config\nstages:\n  boot:\n  - files:\n    - path: /x\n      permissions: 0644\n");
+    const steps = (c.value.stages as Record<string, { files: { permissions: number }[] }[]>).boot!;
+    assert.equal(steps[0]!.files[0]!.permissions, 420);
+  });
+  it("refuses duplicate keys with their line and column", () => {
+    const e = thrown(() => parse("#cloud-config\ninstall:\n  device: /dev/sda\n  device: /dev/sdb\n"));
+    assert.equal(e.line, 4);
+    assert.equal(e.col, 3);
+    assert.match(e.message, /^test\.yaml:4:3: duplicate key "device"$/);
+  });
+  it("reports a YAML syntax error with file:line:col", () => {
+    const e = thrown(() => parse("#cloud-config\nusers:\n  - name: [unterminated\n"));
+    assert.equal(e.file, "test.yaml");
+    assert.ok(e.line >= 3, `line ${e.line}`);
+    assert.match(e.message, /^test\.yaml:\d+:\d+: invalid YAML/);
+  });
+  it("refuses a document that is not a map", () => {
+    const e = thrown(() => parse("#cloud-config\n- a\n- b\n"));
+    assert.equal(e.line, 2);
+    assert.match(e.message, /expected a map of keys at the top level/);
+  });
+  it("treats an empty config as an empty map", () => {
+    assert.deepEqual(parse("#cloud-config\n").value, {});
+  });
+  it("records positions of keys and values", () => {
+    const c = parse(fixture("reference.yaml"), "reference.yaml");
+    const p = c.positions.get("install.grub_options.extra_cmdline");
+    assert.ok(p);
+    assert.equal(p.keyLine, 30);
+    assert.equal(p.keyCol, 5);
+  });
+  it("keeps a __proto__ key as data", () => {
+    const c = parse("#cloud-config\n__proto__:\n  polluted: true\n");
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.equal(Object.getPrototypeOf(c.value), Object.prototype);
+  });
+});
