@@ -499,10 +499,11 @@ const clients = new Map<string, Registry>();
 
 /** A shared client per host and options (so tokens and the ping are reused). */
 export function registryFor(host: string, opts: RemoteOptions = {}): Registry {
-  const key = JSON.stringify([host, opts.insecure ?? false, opts.creds ?? null, opts.authFiles ?? null]);
+  const creds = opts.creds ?? lookupCredentials(host, opts.authFiles);
+  const key = JSON.stringify([host, opts.insecure ?? false, creds ?? null]);
   let r = clients.get(key);
   if (!r) {
-    r = new Registry(host, opts);
+    r = new Registry(host, { ...opts, ...(creds ? { creds } : {}) });
     clients.set(key, r);
   }
   return r;
