@@ -1,11 +1,12 @@
 import type { Register } from "../common.js";
 import { registerAgentConfigCommands } from "./agent-config.js";
 import { registerBase } from "./base.js";
+import { registerBuild } from "./build.js";
 import { registerConfigCommands } from "./config.js";
 import { registerImage } from "./image.js";
 
 /** The `kairos` (build host) subcommands. Each module owns its own command group. */
-export const kairosCommands: Register[] = [registerConfigCommands, registerBase, registerImage];
+export const kairosCommands: Register[] = [registerConfigCommands, registerBase, registerImage, registerBuild];
 
 /** The `kairos-agent` (node) subcommands. */
 export const agentCommands: Register[] = [registerAgentConfigCommands];

@@ -1,0 +1,206 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { lstat, mkdir, readdir, writeFile } from "node:fs/promises";
+import { basename, join, relative } from "node:path";
+import { KairosError, run } from "../sys/index.js";
+import { biosHybridMbr, buildBiosEltorito, buildEfiImage } from "./bootloader.js";
+import {
+  type GrubMenuOptions,
+  ISO_CONFIG,
+  ISO_INITRD,
+  ISO_KERNEL,
+  ISO_SQUASHFS,
+  LIVE_LABEL,
+  liveGrubCfg,
+} from "./grub.js";
+
+/** Everything that goes on a live ISO. Big files are grafted from where they are, not copied. */
+export interface IsoInputs {
+  kernel: string;
+  initrd: string;
+  squashfs: string;
+  /** The validated cloud-config text, written as /config.yaml at the ISO root. */
+  cloudConfig?: string;
+  /** A directory whose contents are added at the ISO root (may replace grub.cfg, not the boot files). */
+  overlayIso?: string;
+  /** Volume label (default COS_LIVE). */
+  label?: string;
+  grub?: GrubMenuOptions;
+  /** Scratch directory for small generated files (grub images, ESP image). */
+  workDir: string;
+  /** Output file; written in place, the caller renames it into its final name. */
+  out: string;
+  signal?: AbortSignal;
+}
+
+/** ISO paths an overlay may not replace: they are what the medium boots. */
+const PROTECTED = new Set(
+  [ISO_KERNEL, ISO_INITRD, ISO_SQUASHFS, "/boot/grub/i386-pc/eltorito.img", "/boot/boot.catalog"].map((p) =>
+    p.slice(1),
+  ),
+);
+
+/** GPT type of the ISO9660 partition: "Basic data", in the raw byte order xorriso takes (as Ubuntu ISOs). */
+const ISO_PART_TYPE = "a2a0d0ebe5b9334487c068b6b72699c7";
+
+/** Relative paths of every file and directory under `dir` (symlinks are listed, not followed). */
+async function walk(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const visit = async (d: string) => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const full = join(d, e.name);
+      out.push(relative(dir, full).split("\\").join("/"));
+      if (e.isDirectory()) await visit(full);
+    }
+  };
+  await visit(dir);
+  return out;
+}
+
+/** Check an overlay directory: it must exist and must not replace the boot files. */
+export async function checkOverlayIso(dir: string): Promise<string[]> {
+  let st: Awaited<ReturnType<typeof lstat>>;
+  try {
+    st = await lstat(dir);
+  } catch {
+    throw new KairosError(`ISO overlay directory ${dir} does not exist`, "pass an existing directory");
+  }
+  if (!st.isDirectory()) {
+    throw new KairosError(`ISO overlay ${dir} is not a directory`, "pass a directory");
+  }
+  const files = await walk(dir);
+  for (const f of files) {
+    if (PROTECTED.has(f)) {
+      throw new KairosError(
+        `ISO overlay ${dir} contains ${f}, which the build generates`,
+        "remove it from the overlay; kernel, initrd and rootfs come from the image",
+      );
+    }
+  }
+  return files;
+}
+
+/** The xorriso argument list (exported for tests and the benchmark's floor pipeline). */
+export function xorrisoArgs(p: {
+  out: string;
+  label: string;
+  mbr: string;
+  efiImage: string;
+  /** Directory tree merged at the ISO root, in order (later wins on conflicts is NOT relied on). */
+  roots: string[];
+  /** ISO path → host file. */
+  grafts: Record<string, string>;
+}): string[] {
+  const graftEscape = (s: string) => s.replace(/\\/g, "\\\\").replace(/=/g, "\\=");
+  return [
+    "-as",
+    "mkisofs",
+    "-o",
+    p.out,
+    "-V",
+    p.label,
+    "-iso-level",
+    "3",
+    "-J",
+    "-joliet-long",
+    "-R",
+    "-graft-points",
+    // BIOS from a USB stick / hard disk: GRUB's hybrid MBR, pointed at the El Torito core image.
+    "--grub2-mbr",
+    p.mbr,
+    "-partition_offset",
+    "16",
+    "--mbr-force-bootable",
+    // UEFI: the FAT image appended as a GPT EFI system partition, also used for El Torito EFI.
+    "-append_partition",
+    "2",
+    "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+    p.efiImage,
+    "-appended_part_as_gpt",
+    "-iso_mbr_part_type",
+    ISO_PART_TYPE,
+    "-c",
+    "/boot/boot.catalog",
+    "-b",
+    "/boot/grub/i386-pc/eltorito.img",
+    "-no-emul-boot",
+    "-boot-load-size",
+    "4",
+    "-boot-info-table",
+    "--grub2-boot-info",
+    "-eltorito-alt-boot",
+    "-e",
+    "--interval:appended_partition_2:all::",
+    "-no-emul-boot",
+    ...p.roots.map((r) => `/=${graftEscape(r)}`),
+    ...Object.entries(p.grafts).map(([iso, host]) => `${graftEscape(iso)}=${graftEscape(host)}`),
+  ];
+}
+
+/**
+ * Assemble a hybrid live ISO: BIOS El Torito (GRUB i386-pc) + hybrid MBR for USB sticks,
+ * UEFI through an appended GPT EFI system partition (also the El Torito EFI image), the live
+ * GRUB menu, kernel, initrd and rootfs.squashfs, the cloud-config as /config.yaml, and the
+ * overlay. No loop device, no mount, no privileges.
+ */
+export async function assembleIso(inputs: IsoInputs): Promise<void> {
+  const label = inputs.label ?? LIVE_LABEL;
+  if (!/^[A-Z0-9_]{1,32}$/.test(label)) {
+    throw new KairosError(
+      `ISO volume label '${label}' is not valid`,
+      "use 1-32 characters from A-Z, 0-9 and _ (Kairos expects COS_LIVE)",
+    );
+  }
+  const overlayFiles = inputs.overlayIso ? await checkOverlayIso(inputs.overlayIso) : [];
+  const overlaySet = new Set(overlayFiles);
+  const tree = join(inputs.workDir, "iso-root");
+  await mkdir(join(tree, "boot/grub/i386-pc"), { recursive: true });
+  // The El Torito image must be a real file in the tree (xorriso patches its boot info table).
+  await buildBiosEltorito(inputs.workDir, join(tree, "boot/grub/i386-pc/eltorito.img"), label);
+  if (!overlaySet.has("boot/grub/grub.cfg")) {
+    await writeFile(join(tree, "boot/grub/grub.cfg"), liveGrubCfg({ ...inputs.grub, label }));
+  }
+  if (inputs.cloudConfig !== undefined) {
+    if (overlaySet.has(ISO_CONFIG.slice(1))) {
+      throw new KairosError(
+        `both a cloud-config and the ISO overlay's ${ISO_CONFIG.slice(1)} were given`,
+        "pass only one of them",
+      );
+    }
+    await writeFile(join(tree, ISO_CONFIG.slice(1)), inputs.cloudConfig);
+  }
+  const efiImage = join(inputs.workDir, "efiboot.img");
+  await buildEfiImage(inputs.workDir, efiImage, { label });
+  const roots = [tree];
+  if (inputs.overlayIso) roots.push(inputs.overlayIso);
+  await run(
+    "xorriso",
+    xorrisoArgs({
+      out: inputs.out,
+      label,
+      mbr: biosHybridMbr(),
+      efiImage,
+      roots,
+      grafts: {
+        [ISO_KERNEL]: inputs.kernel,
+        [ISO_INITRD]: inputs.initrd,
+        [ISO_SQUASHFS]: inputs.squashfs,
+      },
+    }),
+    { signal: inputs.signal },
+  );
+}
+
+/** sha256 of a file, hex. */
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+/** Write `<file>.sha256` in sha256sum's format (hash, two spaces, base name). */
+export async function writeChecksum(file: string, checksumPath = `${file}.sha256`): Promise<string> {
+  const hex = await sha256File(file);
+  await writeFile(checksumPath, `${hex}  ${basename(file)}\n`);
+  return hex;
+}

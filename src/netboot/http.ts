@@ -1,0 +1,181 @@
+/**
+ * The state-dir HTTP server (AuroraBoot serves its state dir the same way): GET and HEAD of
+ * files under one root with byte ranges (`send`), plain-text directory listings, nothing
+ * outside the root (no "..", no symlink escapes, no dotfiles), and a clean stop on a signal.
+ */
+import { readdir, realpath, stat } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join, sep } from "node:path";
+import send from "send";
+import { KairosError } from "../sys/index.js";
+
+export interface HttpServeOptions {
+  /** Directory to serve. */
+  root: string;
+  /** "HOST:PORT", ":PORT" (all interfaces, AuroraBoot's default ":8080") or "PORT". */
+  listen?: string;
+  /** Called once per request after it is answered (for logs). */
+  onRequest?: (line: string) => void;
+}
+
+export interface RunningHttpServer {
+  server: Server;
+  /** The bound address, e.g. "127.0.0.1:8080". */
+  address: string;
+  port: number;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Parse AuroraBoot's listen_addr: ":8080", "0.0.0.0:8080", "127.0.0.1:0", "[::1]:80", "8080". */
+export function parseListen(listen: string): { host: string | undefined; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*))?:?(\d+)$/.exec(listen.trim());
+  const port = Number(m?.[3]);
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new KairosError(
+      `listen address '${listen}' is not HOST:PORT`,
+      "use e.g. ':8080' (all interfaces) or '127.0.0.1:8080'",
+    );
+  }
+  const host = m[1] ?? (m[2] || undefined);
+  return { host, port };
+}
+
+/** Is `child` inside `root` (both absolute, resolved)? */
+function inside(root: string, child: string): boolean {
+  return child === root || child.startsWith(root.endsWith(sep) ? root : root + sep);
+}
+
+async function handle(root: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    res.writeHead(405, { Allow: "GET, HEAD", "Content-Type": "text/plain" }).end("method not allowed\n");
+    return;
+  }
+  let pathname: string;
+  try {
+    pathname = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+  } catch {
+    res.writeHead(400, { "Content-Type": "text/plain" }).end("bad request\n");
+    return;
+  }
+  const parts = pathname.split("/").filter(Boolean);
+  if (
+    parts.some((p) => p === ".." || p === "." || p.startsWith(".") || p.includes("\0") || p.includes("\\"))
+  ) {
+    res.writeHead(403, { "Content-Type": "text/plain" }).end("forbidden\n");
+    return;
+  }
+  // Symlinks are fine as long as they stay under the root.
+  let real: string;
+  try {
+    real = await realpath(join(root, ...parts));
+  } catch {
+    res.writeHead(404, { "Content-Type": "text/plain" }).end("not found\n");
+    return;
+  }
+  if (!inside(root, real)) {
+    res.writeHead(403, { "Content-Type": "text/plain" }).end("forbidden\n");
+    return;
+  }
+  const st = await stat(real);
+  if (st.isDirectory()) {
+    const names = (await readdir(real, { withFileTypes: true }))
+      .filter((e) => !e.name.startsWith("."))
+      .map((e) => (e.isDirectory() ? `${e.name}/` : e.name))
+      .sort();
+    const body = `${names.join("\n")}${names.length ? "\n" : ""}`;
+    res.writeHead(200, {
+      "Content-Type": "text/plain; charset=utf-8",
+      "Content-Length": Buffer.byteLength(body),
+    });
+    res.end(req.method === "HEAD" ? undefined : body);
+    return;
+  }
+  await new Promise<void>((resolve) => {
+    const s = send(req, real, {
+      dotfiles: "allow",
+      index: false,
+      acceptRanges: true,
+      etag: true,
+      lastModified: true,
+    });
+    s.on("error", (err: { status?: number; message: string }) => {
+      res.writeHead(err.status ?? 500, { "Content-Type": "text/plain" }).end(`${err.message}\n`);
+      resolve();
+    });
+    s.on("end", () => resolve());
+    res.on("close", () => resolve());
+    s.pipe(res);
+  });
+}
+
+/** Start serving `root`. Resolves once listening; `close()` stops it and drops open connections. */
+export async function serveDirectory(opts: HttpServeOptions): Promise<RunningHttpServer> {
+  let root: string;
+  try {
+    root = await realpath(opts.root);
+  } catch {
+    throw new KairosError(`cannot serve ${opts.root}: no such directory`, "build something into it first");
+  }
+  const { host, port } = parseListen(opts.listen ?? ":8080");
+  const server = createServer((req, res) => {
+    const started = Date.now();
+    handle(root, req, res)
+      .catch(() => {
+        if (!res.headersSent) res.writeHead(500, { "Content-Type": "text/plain" }).end("internal error\n");
+        else res.destroy();
+      })
+      .finally(() => {
+        opts.onRequest?.(
+          `${req.socket.remoteAddress ?? "?"} ${req.method} ${req.url} ${res.statusCode} ${Date.now() - started}ms${req.headers.range ? ` range=${req.headers.range}` : ""}`,
+        );
+      });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err: NodeJS.ErrnoException) =>
+      reject(
+        new KairosError(
+          `cannot listen on ${opts.listen ?? ":8080"}: ${err.code ?? err.message}`,
+          err.code === "EADDRINUSE" ? "another program uses that port; pick another one" : undefined,
+        ),
+      ),
+    );
+    server.listen({ host, port }, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const shownHost = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
+  const urlHost = host ? shownHost : "127.0.0.1";
+  return {
+    server,
+    address: `${shownHost}:${addr.port}`,
+    port: addr.port,
+    url: `http://${urlHost}:${addr.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** Serve until SIGINT/SIGTERM (or `signal` aborts), then close cleanly. */
+export async function serveUntilStopped(
+  running: RunningHttpServer,
+  signal?: AbortSignal,
+): Promise<NodeJS.Signals | "abort"> {
+  let onSig: ((s: NodeJS.Signals) => void) | undefined;
+  const why = await new Promise<NodeJS.Signals | "abort">((resolve) => {
+    onSig = (s: NodeJS.Signals) => resolve(s);
+    process.once("SIGINT", onSig);
+    process.once("SIGTERM", onSig);
+    if (signal?.aborted) resolve("abort");
+    signal?.addEventListener("abort", () => resolve("abort"), { once: true });
+  });
+  if (onSig) {
+    process.off("SIGINT", onSig);
+    process.off("SIGTERM", onSig);
+  }
+  await running.close();
+  return why;
+}
