@@ -1,4 +1,4 @@
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument, type Tags } from "yaml";
 import { ConfigError, type ConfigNote, formatKeyPath, type KeyPath } from "./errors.js";
 
 /** Headers that mark a file as a cloud-config (the last two are Kairos' legacy spellings). */
@@ -6,6 +6,32 @@ export const CONFIG_HEADERS = ["#cloud-config", "#kairos-config", "#node-config"
 
 /** How many leading lines may hold comments before the header must have appeared. */
 const HEADER_SEARCH_LINES = 10;
+
+const DROPPED_TAGS = new Set([
+  "tag:yaml.org,2002:timestamp",
+  "tag:yaml.org,2002:binary",
+  "tag:yaml.org,2002:omap",
+  "tag:yaml.org,2002:pairs",
+  "tag:yaml.org,2002:set",
+]);
+
+/**
+ * YAML 1.1 as cloud-configs are read elsewhere (PyYAML for cloud-init, go-yaml for yip): octal
+ * `0644`, `yes`/`no`/`on`/`off` booleans; but no sexagesimal numbers (`12:30` stays a string), no
+ * timestamps, no single-letter y/n booleans, and no sets/ordered maps/binary that are not JSON data.
+ */
+function cloudConfigTags(tags: Tags): Tags {
+  return tags
+    .filter((t) => {
+      const tag = t as { tag?: string; format?: string };
+      return !DROPPED_TAGS.has(tag.tag ?? "") && tag.format !== "TIME";
+    })
+    .map((t) => {
+      const tag = t as { tag?: string; test?: RegExp };
+      if (tag.tag !== "tag:yaml.org,2002:bool" || !tag.test) return t;
+      return { ...tag, test: new RegExp(tag.test.source.replace(/^\^\(\?:[YN]\|[yn]\|/, "^(?:")) } as typeof t;
+    });
+}
 
 /** Where a key and its value sit in the source (1-based). */
 export interface NodePos {
@@ -79,6 +105,7 @@ export function parseYamlConfig(text: string, file: string, header = ""): Parsed
     uniqueKeys: true,
     prettyErrors: false,
     merge: true,
+    customTags: cloudConfigTags,
   });
   const at = (offset: number) => {
     const p = lc.linePos(offset);

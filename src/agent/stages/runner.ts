@@ -1,4 +1,4 @@
-import { existsSync, realpathSync } from "node:fs";
+import { existsSync, realpathSync, statSync } from "node:fs";
 import { arch } from "node:os";
 import {
   type Collected,
@@ -20,6 +20,7 @@ import {
   stepCommands,
   stepDirectories,
   stepDns,
+  stepDownloads,
   stepEnvironment,
   stepFiles,
   stepHostname,
@@ -71,6 +72,7 @@ export class StageFailedError extends KairosError {
 /** The plugins of one step, in yip's order. */
 const PLUGINS: [string, (env: StepEnv, step: Step) => void | Promise<void>][] = [
   ["dns", stepDns],
+  ["downloads", stepDownloads],
   ["directories", stepDirectories],
   ["files", stepFiles],
   ["commands", stepCommands],
@@ -249,7 +251,16 @@ export async function runStep(env: StepEnv, stage: string, index: number, step: 
  * logged and the next one runs, unless `strict` is set, which makes the first failure fatal.
  */
 export async function runStage(stage: string, opts: RunStageOptions = {}): Promise<StageReport> {
-  const root = realpathSync(opts.root ?? "/");
+  let root: string;
+  try {
+    root = realpathSync(opts.root ?? "/");
+    if (!statSync(root).isDirectory()) throw new Error("not a directory");
+  } catch (err) {
+    throw new KairosError(
+      `root ${opts.root} is not a usable directory: ${(err as Error).message}`,
+      "pass an existing directory to --root",
+    );
+  }
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   let cfg = opts.config;
   const configErrors: string[] = [];

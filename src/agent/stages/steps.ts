@@ -161,6 +161,34 @@ export function stepDns(env: StepEnv, step: Step): void {
   env.log(`dns: ${r} ${path} (${ns.length} nameservers)`);
 }
 
+/** `downloads`: fetch each http(s) URL to path (a path ending in "/" takes the URL's file name). */
+export async function stepDownloads(env: StepEnv, step: Step): Promise<void> {
+  const list = (step.downloads as Record<string, unknown>[] | undefined) ?? [];
+  if (!list.length) return;
+  const db = loadAccounts(env.root);
+  for (const d of list) {
+    const url = String(d.url ?? "");
+    if (!/^https?:\/\//i.test(url))
+      throw new Error(`downloads: only http(s) URLs are fetched, not ${JSON.stringify(url)}`);
+    let path = String(d.path ?? "");
+    if (!path) throw new Error(`downloads: ${url} has no path`);
+    if (path.endsWith("/")) {
+      const base = new URL(url).pathname.split("/").filter(Boolean).pop();
+      if (!base) throw new Error(`downloads: cannot name a file after ${url}; give a full path`);
+      path += base;
+    }
+    const timeout = typeof d.timeout === "number" && d.timeout > 0 ? d.timeout * 1000 : 60_000;
+    const signals = [AbortSignal.timeout(timeout), ...(env.signal ? [env.signal] : [])];
+    const res = await fetch(url, { signal: AbortSignal.any(signals) });
+    if (!res.ok) throw new Error(`downloads: ${url}: HTTP ${res.status}`);
+    const data = Buffer.from(await res.arrayBuffer());
+    const mode = parseMode(d.permissions, 0o644);
+    const { uid, gid } = ownership(db, d);
+    const r = writeFileInRoot(env.root, path, data, { mode, uid: uid ?? 0, gid: gid ?? 0 });
+    env.log(`downloads: ${r} ${path} from ${url} (${octal(mode)}, ${data.length} bytes)`);
+  }
+}
+
 /** `commands`: each with sh -c, in order; the first failure fails the step. */
 export async function stepCommands(env: StepEnv, step: Step): Promise<void> {
   for (const c of strings(step.commands)) {
@@ -380,7 +408,6 @@ export function stepEnvironment(env: StepEnv, step: Step): void {
 
 /** Step keys we accept in the schema but do not act on yet: logged, never silently dropped. */
 export const UNSUPPORTED_KEYS = [
-  "downloads",
   "git",
   "ensure_entities",
   "delete_entities",

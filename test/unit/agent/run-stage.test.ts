@@ -28,7 +28,9 @@ let keysBase: string;
 before(async () => {
   top = mkdtempSync(join(tmpdir(), "kairos-stage-"));
   server = createServer((req, res) => {
-    if (req.url === "/octocat.keys") {
+    if (req.url === "/files/tool.sh") {
+      res.end("#!/bin/sh\necho tool\n");
+    } else if (req.url === "/octocat.keys") {
       res.end("ssh-ed25519 AAAAfetched1 octocat\nssh-rsa AAAAfetched2 octocat\n");
     } else {
       res.writeHead(404);
@@ -310,6 +312,42 @@ stages:
     );
     assert.equal(read(root, "etc/resolv.conf"), "nameserver 1.1.1.1\nnameserver 9.9.9.9\nsearch lan\n");
     assert.equal(read(root, "etc/systemd/timesyncd.conf"), "[Time]\nNTP=0.pool.ntp.org\n");
+  });
+});
+
+describe("run-stage: downloads and bad roots", () => {
+  it("downloads a URL to a path with mode and owner; a path ending in / takes the URL's file name", async () => {
+    const root = newRoot();
+    const { report, lines } = await stage(
+      root,
+      "boot",
+      `stages:\n  boot:\n  - downloads:\n    - url: ${keysBase}/files/tool.sh\n      path: /usr/local/bin/\n      permissions: 0755\n      owner: 65534\n`,
+    );
+    assert.equal(report.failed, 0, lines.join("\n"));
+    assert.equal(read(root, "usr/local/bin/tool.sh"), "#!/bin/sh\necho tool\n");
+    assert.equal(mode(root, "usr/local/bin/tool.sh"), 0o755);
+    assert.equal(owner(root, "usr/local/bin/tool.sh"), "65534:65534", "owner without group takes the user's group");
+  });
+  it("fails a download that answers 404, or a non-http URL, and writes nothing", async () => {
+    const root = newRoot();
+    const { report } = await stage(
+      root,
+      "boot",
+      `stages:\n  boot:\n  - downloads:\n    - url: ${keysBase}/nope\n      path: /x\n  - downloads:\n    - url: file:///etc/shadow\n      path: /y\n`,
+    );
+    assert.deepEqual(
+      report.steps.map((x) => x.status),
+      ["failed", "failed"],
+    );
+    assert.match(report.steps[0]!.reason!, /HTTP 404/);
+    assert.match(report.steps[1]!.reason!, /only http\(s\) URLs/);
+    assert.ok(!existsSync(join(root, "x")) && !existsSync(join(root, "y")));
+  });
+  it("refuses a root that does not exist", async () => {
+    await assert.rejects(
+      runStage("boot", { root: join(top, "does-not-exist"), config: {} }),
+      /is not a usable directory/,
+    );
   });
 });
 

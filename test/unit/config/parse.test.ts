@@ -60,6 +60,14 @@ describe("YAML parsing", () => {
     assert.equal(e.line, 2);
     assert.match(e.message, /expected a map of keys at the top level/);
   });
+  it("reads YAML 1.1 booleans but keeps times, dates and y/n as strings", () => {
+    const c = parse("#cloud-config\na: yes\nb: off\nc: 12:30\nd: 2024-01-01\ne: y\nf: N\ng: 0x1f\n");
+    assert.deepEqual(c.value, { a: true, b: false, c: "12:30", d: "2024-01-01", e: "y", f: "N", g: 31 });
+  });
+  it("turns !!binary, !!set and !!omap into plain data, never sets or buffers", () => {
+    const c = parse("#cloud-config\na: !!binary aGVsbG8=\nb: !!set {x, y}\n");
+    assert.deepEqual(c.value, { a: "aGVsbG8=", b: { x: null, y: null } });
+  });
   it("treats an empty config as an empty map", () => {
     assert.deepEqual(parse("#cloud-config\n").value, {});
   });
