@@ -37,6 +37,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   dracut: "dracut-core",
   dnsmasq: "dnsmasq-base",
   depmod: "kmod",
+  xz: "xz-utils",
   modprobe: "kmod",
   sh: "dash",
   chroot: "coreutils",

@@ -1,0 +1,367 @@
+#!/bin/sh
+# Kairos early boot: finds the system image, mounts it as the root filesystem with tmpfs
+# overlays and persistent bind mounts, and hands over to the real init.
+#
+# Runs as /init of kairos-ts' universal initramfs (static busybox), or, sourced from the
+# kairos dracut module's mount hook with KAIROS_DRACUT=1 and NEWROOT set, inside a dracut
+# initramfs. POSIX sh only. The kernel command line contract is documented in docs/boot.md:
+#
+#   root=live:CDLABEL=COS_LIVE rd.live.dir=/ rd.live.squashimg=rootfs.squashfs   live medium
+#   root=live:http://HOST:PORT/rootfs.squashfs ip=dhcp rd.neednet=1 netboot      netboot
+#   root=LABEL=COS_STATE cos-img/filename=/cOS/active.img                        installed
+#   root=LABEL=COS_RECOVERY cos-img/filename=/cOS/recovery.img                   recovery
+#   rd.cos.disable   plain live root: no COS_OEM / COS_PERSISTENT mounts
+#   rd.kairos.debug  trace every command; on failure drop to a shell instead of powering off
+#   rd.kairos.wait=SECONDS  how long to wait for the boot medium or partition (default 60)
+#
+# Markers on the console (tests read them):
+#   KAIROS-INITRAMFS: switching root (<mode>)
+#   KAIROS-INITRAMFS-FAILED: <reason>
+
+KAIROS_PERSISTENT_PATHS="/etc/systemd /etc/ssh /etc/rancher /etc/kubernetes /etc/cni /etc/iscsi /etc/modprobe.d /etc/sysconfig /home /opt /root /snap /var/snap /var/log /var/lib/rancher /var/lib/kubelet /var/lib/containerd /var/lib/cni /var/lib/dbus /var/lib/extensions /var/lib/longhorn /usr/libexec"
+KAIROS_WAIT_SECONDS=60
+
+kairos_say() {
+	if [ -n "$KAIROS_DRACUT" ]; then
+		echo "$*" >&2
+		echo "$*" >/dev/kmsg 2>/dev/null
+	else
+		echo "$*" >/dev/console 2>/dev/null || echo "$*"
+	fi
+}
+
+kairos_log() {
+	kairos_say "kairos-initramfs: $*"
+}
+
+kairos_fail() {
+	kairos_say "KAIROS-INITRAMFS-FAILED: $*"
+	if kairos_flag rd.kairos.debug; then
+		kairos_say "kairos-initramfs: rd.kairos.debug is set: starting a shell (exit it to power off)"
+		if [ -n "$KAIROS_DRACUT" ]; then
+			emergency_shell -n kairos "$*"
+		else
+			setsid cttyhack sh || sh </dev/console >/dev/console 2>&1
+		fi
+	fi
+	sync
+	poweroff -f
+	# Not reached unless poweroff is impossible.
+	while :; do sleep 3600; done
+}
+
+# --- kernel command line -------------------------------------------------------------
+
+KAIROS_CMDLINE=""
+
+kairos_read_cmdline() {
+	KAIROS_CMDLINE=$(cat /proc/cmdline 2>/dev/null)
+}
+
+# kairos_arg NAME: the value of the last NAME=value on the command line ("" when absent).
+kairos_arg() {
+	_ka_val=""
+	set -f
+	for _ka_w in $KAIROS_CMDLINE; do
+		case "$_ka_w" in
+		"$1"=*) _ka_val=${_ka_w#*=} ;;
+		esac
+	done
+	set +f
+	echo "$_ka_val"
+}
+
+# kairos_flag NAME: true when NAME or NAME=1/yes/true is on the command line.
+kairos_flag() {
+	_kf=1
+	set -f
+	for _kf_w in $KAIROS_CMDLINE; do
+		case "$_kf_w" in
+		"$1" | "$1"=1 | "$1"=yes | "$1"=true) _kf=0 ;;
+		"$1"=0 | "$1"=no | "$1"=false) _kf=1 ;;
+		esac
+	done
+	set +f
+	return $_kf
+}
+
+# --- devices ---------------------------------------------------------------------------
+
+# kairos_coldplug: load the module for every device the kernel has found so far.
+kairos_coldplug() {
+	[ -n "$KAIROS_DRACUT" ] && return 0
+	_aliases=$(cat /sys/bus/*/devices/*/modalias 2>/dev/null | sort -u)
+	[ -n "$_aliases" ] || return 0
+	set -f
+	for _a in $_aliases; do
+		modprobe -q "$_a" 2>/dev/null
+	done
+	set +f
+}
+
+# kairos_hex DEV OFFSET COUNT: bytes of DEV as lowercase hex without spaces.
+kairos_hex() {
+	dd if="$1" bs=1 skip="$2" count="$3" 2>/dev/null | od -An -tx1 | tr -d ' \n'
+}
+
+# kairos_text DEV OFFSET COUNT: bytes of DEV as text, NULs and trailing spaces removed.
+kairos_text() {
+	dd if="$1" bs=1 skip="$2" count="$3" 2>/dev/null | tr -d '\000' | sed 's/ *$//'
+}
+
+# kairos_label DEV: "TYPE LABEL" for iso9660, ext2/3/4 and vfat; nothing otherwise.
+kairos_label() {
+	_d=$1
+	_head=/run/kairos-head
+	dd if="$_d" of="$_head" bs=4096 count=9 2>/dev/null || return 1
+	if [ "$(kairos_text "$_head" 32769 5)" = "CD001" ]; then
+		echo "iso9660 $(kairos_text "$_head" 32808 32)"
+	elif [ "$(kairos_hex "$_head" 1080 2)" = "53ef" ]; then
+		echo "ext4 $(kairos_text "$_head" 1144 16)"
+	elif [ "$(kairos_text "$_head" 82 5)" = "FAT32" ]; then
+		echo "vfat $(kairos_text "$_head" 71 11)"
+	elif [ "$(kairos_text "$_head" 54 3)" = "FAT" ]; then
+		echo "vfat $(kairos_text "$_head" 43 11)"
+	fi
+	rm -f "$_head"
+}
+
+# kairos_find_label LABEL [TYPE]: print the device whose filesystem label is LABEL.
+# Whole disks are looked at before their partitions, so a hybrid ISO attached as a disk is
+# found by its ISO9660 volume id, never by a partition that repeats the label.
+kairos_find_label() {
+	for _sys in /sys/class/block/*; do
+		_name=${_sys##*/}
+		case "$_name" in
+		loop* | ram* | zram* | nbd*) continue ;;
+		esac
+		_dev=/dev/$_name
+		[ -b "$_dev" ] || continue
+		_found=$(kairos_label "$_dev") || continue
+		[ -n "$_found" ] || continue
+		_type=${_found%% *}
+		_lbl=${_found#* }
+		if [ "$_lbl" = "$1" ] && { [ -z "$2" ] || [ "$2" = "$_type" ]; }; then
+			echo "$_dev"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# kairos_wait_label LABEL [TYPE]: poll (loading drivers as devices appear) until found.
+kairos_wait_label() {
+	_i=0
+	while [ "$_i" -lt $((KAIROS_WAIT_SECONDS * 2)) ]; do
+		kairos_find_label "$1" "$2" && return 0
+		kairos_coldplug
+		sleep 0.5
+		_i=$((_i + 1))
+	done
+	return 1
+}
+
+# --- mounts ----------------------------------------------------------------------------
+
+kairos_overlay_root() {
+	# $1: read-only lower directory; the root becomes lower + tmpfs upper at $KAIROS_ROOT.
+	mkdir -p /run/overlay
+	mount -t tmpfs -o mode=0755 tmpfs /run/overlay || kairos_fail "cannot mount the tmpfs overlay"
+	mkdir -p /run/overlay/upper /run/overlay/work
+	mount -t overlay overlay -o "lowerdir=$1,upperdir=/run/overlay/upper,workdir=/run/overlay/work" "$KAIROS_ROOT" ||
+		kairos_fail "cannot mount the overlay root (is the overlay module in the initramfs?)"
+}
+
+kairos_mount_image() {
+	# $1 image file, $2 mount point: read-only loop mount (squashfs or ext4).
+	mkdir -p "$2"
+	mount -o ro,loop "$1" "$2" || mount -t squashfs -o ro,loop "$1" "$2" ||
+		kairos_fail "cannot loop-mount $1 (squashfs and loop modules missing, or a corrupt image)"
+}
+
+kairos_live_medium() {
+	_spec=$1
+	_label=${_spec#CDLABEL=}
+	_label=${_label#LABEL=}
+	kairos_log "looking for the live medium $_label"
+	_dev=$(kairos_wait_label "$_label" iso9660) || _dev=$(kairos_find_label "$_label") ||
+		kairos_fail "no ISO9660 medium labelled $_label found after ${KAIROS_WAIT_SECONDS}s (attach the ISO as a CD or disk)"
+	kairos_log "live medium: $_dev"
+	mkdir -p /run/initramfs/live
+	mount -t iso9660 -o ro "$_dev" /run/initramfs/live 2>/dev/null || mount -o ro "$_dev" /run/initramfs/live ||
+		kairos_fail "cannot mount the live medium $_dev"
+	_dir=$(kairos_arg rd.live.dir)
+	_img=$(kairos_arg rd.live.squashimg)
+	[ -n "$_img" ] || _img=rootfs.squashfs
+	_path=/run/initramfs/live/${_dir#/}
+	_path=${_path%/}/$_img
+	[ -f "$_path" ] || kairos_fail "no ${_dir%/}/$_img on the live medium $_dev"
+	kairos_mount_image "$_path" /run/rootfsbase
+}
+
+kairos_netboot() {
+	_url=$1
+	kairos_log "network boot from $_url"
+	ip link set lo up 2>/dev/null
+	cat >/run/udhcpc.sh <<'UDHCPC'
+#!/bin/sh
+case "$1" in
+deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+bound | renew)
+	ip addr add "$ip/${mask:-24}" dev "$interface"
+	for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+	: >/run/resolv.conf
+	for d in $dns; do echo "nameserver $d" >>/run/resolv.conf; done
+	echo "$interface" >/run/kairos-netif
+	;;
+esac
+UDHCPC
+	chmod 0755 /run/udhcpc.sh
+	_i=0
+	while [ ! -s /run/kairos-netif ] && [ "$_i" -lt 10 ]; do
+		kairos_coldplug
+		for _n in /sys/class/net/*; do
+			_if=${_n##*/}
+			[ "$_if" = lo ] && continue
+			ip link set "$_if" up 2>/dev/null
+			udhcpc -i "$_if" -n -q -t 3 -T 2 -s /run/udhcpc.sh >/dev/null 2>&1 && break
+		done
+		_i=$((_i + 1))
+		sleep 1
+	done
+	[ -s /run/kairos-netif ] || kairos_fail "no DHCP lease on any network interface"
+	kairos_log "network up on $(cat /run/kairos-netif)"
+	mkdir -p /run/initramfs/live
+	wget -q -O /run/initramfs/live/rootfs.squashfs "$_url" || kairos_fail "cannot download $_url"
+	kairos_mount_image /run/initramfs/live/rootfs.squashfs /run/rootfsbase
+}
+
+kairos_installed() {
+	# $1 LABEL=..., $2 image path on that partition
+	_label=${1#LABEL=}
+	_img=$2
+	[ -n "$_img" ] || kairos_fail "root=$1 needs cos-img/filename=/cOS/active.img (or passive.img, recovery.img)"
+	kairos_log "looking for partition $_label"
+	_dev=$(kairos_wait_label "$_label") || kairos_fail "no partition labelled $_label found after ${KAIROS_WAIT_SECONDS}s"
+	_mnt=/run/initramfs/cos-state
+	mkdir -p "$_mnt"
+	mount -o rw "$_dev" "$_mnt" || mount -o ro "$_dev" "$_mnt" || kairos_fail "cannot mount $_dev ($_label)"
+	[ -f "$_mnt/${_img#/}" ] || kairos_fail "no ${_img} on $_label ($_dev)"
+	kairos_mount_image "$_mnt/${_img#/}" /run/rootfsbase
+}
+
+kairos_state_mounts() {
+	# COS_OEM at /oem, COS_PERSISTENT at /usr/local with bind mounts for persistent paths.
+	_oem=$(kairos_find_label COS_OEM)
+	if [ -n "$_oem" ]; then
+		mkdir -p "$KAIROS_ROOT/oem"
+		mount -o rw "$_oem" "$KAIROS_ROOT/oem" && kairos_log "COS_OEM ($_oem) at /oem"
+	fi
+	_pers=$(kairos_find_label COS_PERSISTENT)
+	[ -n "$_pers" ] || return 0
+	mkdir -p "$KAIROS_ROOT/usr/local"
+	mount -o rw "$_pers" "$KAIROS_ROOT/usr/local" || kairos_fail "cannot mount COS_PERSISTENT ($_pers)"
+	kairos_log "COS_PERSISTENT ($_pers) at /usr/local"
+	for _p in $KAIROS_PERSISTENT_PATHS; do
+		_store=$KAIROS_ROOT/usr/local/.state/$(echo "${_p#/}" | tr / -).bind
+		if [ ! -d "$_store" ]; then
+			mkdir -p "$_store"
+			# First boot: seed the persistent copy with what the image has there.
+			[ -d "$KAIROS_ROOT$_p" ] && cp -a "$KAIROS_ROOT$_p/." "$_store/" 2>/dev/null
+		fi
+		mkdir -p "$KAIROS_ROOT$_p"
+		mount --bind "$_store" "$KAIROS_ROOT$_p" || kairos_fail "cannot bind $_store on $_p"
+	done
+}
+
+# --- main --------------------------------------------------------------------------------
+
+kairos_setup_initramfs_env() {
+	export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+	/bin/busybox --install -s /bin 2>/dev/null
+	mkdir -p /proc /sys /dev /run /tmp "$KAIROS_ROOT"
+	mount -t proc proc /proc
+	mount -t sysfs sysfs /sys
+	mount -t devtmpfs -o mode=0755 devtmpfs /dev 2>/dev/null || mdev -s
+	mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+	echo 1 >/proc/sys/kernel/printk 2>/dev/null
+}
+
+kairos_main() {
+	kairos_read_cmdline
+	kairos_flag rd.kairos.debug && set -x
+	_wait=$(kairos_arg rd.kairos.wait)
+	case "$_wait" in
+	'' | *[!0-9]*) ;;
+	*) KAIROS_WAIT_SECONDS=$_wait ;;
+	esac
+	_root=$(kairos_arg root)
+	_imgname=$(kairos_arg cos-img/filename)
+	case "$_root" in
+	live:CDLABEL=* | live:LABEL=*)
+		KAIROS_MODE=live
+		;;
+	live:http://* | live:https://* | live:tftp://*)
+		KAIROS_MODE=netboot
+		;;
+	LABEL=COS_RECOVERY)
+		KAIROS_MODE=recovery
+		;;
+	LABEL=*)
+		KAIROS_MODE=installed
+		;;
+	"")
+		kairos_fail "no root= on the kernel command line (see docs/boot.md)"
+		;;
+	*)
+		kairos_fail "unsupported root=$_root (see docs/boot.md)"
+		;;
+	esac
+	kairos_log "mode $KAIROS_MODE, root=$_root"
+
+	if [ -z "$KAIROS_DRACUT" ]; then
+		kairos_coldplug
+		for _m in squashfs overlay loop isofs sr_mod sd_mod cdrom ext4 vfat nls_cp437 nls_iso8859_1 nls_utf8; do
+			modprobe -q "$_m" 2>/dev/null
+		done
+		kairos_coldplug
+	else
+		for _m in squashfs overlay loop isofs ext4; do modprobe -q "$_m" 2>/dev/null; done
+	fi
+
+	case "$KAIROS_MODE" in
+	live) kairos_live_medium "${_root#live:}" ;;
+	netboot) kairos_netboot "${_root#live:}" ;;
+	installed | recovery) kairos_installed "$_root" "$_imgname" ;;
+	esac
+
+	kairos_overlay_root /run/rootfsbase
+	if [ "$KAIROS_MODE" = installed ] || [ "$KAIROS_MODE" = recovery ]; then
+		kairos_flag rd.cos.disable || kairos_state_mounts
+	fi
+	echo "$KAIROS_MODE" >/run/kairos-boot-mode
+
+	_init=$(kairos_arg init)
+	[ -n "$_init" ] || _init=/sbin/init
+	if [ ! -e "$KAIROS_ROOT$_init" ] && [ ! -L "$KAIROS_ROOT$_init" ]; then
+		kairos_fail "the system image has no $_init"
+	fi
+	kairos_say "KAIROS-INITRAMFS: switching root ($KAIROS_MODE)"
+	[ -n "$KAIROS_DRACUT" ] && return 0
+
+	for _m in dev proc sys run; do
+		mkdir -p "$KAIROS_ROOT/$_m"
+		mount --move "/$_m" "$KAIROS_ROOT/$_m" || kairos_fail "cannot move /$_m into the new root"
+	done
+	exec switch_root "$KAIROS_ROOT" "$_init"
+	kairos_fail "switch_root to $_init failed"
+}
+
+if [ -n "$KAIROS_DRACUT" ]; then
+	KAIROS_ROOT=${NEWROOT:-/sysroot}
+	kairos_main
+else
+	KAIROS_ROOT=/sysroot
+	kairos_setup_initramfs_env
+	kairos_main
+fi

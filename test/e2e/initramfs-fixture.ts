@@ -1,0 +1,154 @@
+/**
+ * Fixtures for the initramfs boot tests: the default Debian base's rootfs tar, and from it a
+ * kernel, our universal initramfs and a minimal COS_LIVE ISO holding rootfs.squashfs (plus a
+ * marker unit that prints to the serial console at multi-user). Cached by input hash.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync } from "node:fs";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { buildInitramfsFromTar } from "../../src/factory/initramfs.js";
+import { frameworkDir, repoDir } from "../../src/factory/paths.js";
+import { run, start } from "../../src/sys/index.js";
+import { readTar, type TarEntry, type WriteEntry, writeTar } from "../../src/tar/index.js";
+import { testCacheDir } from "../helpers/qemu.js";
+
+/** The rootfs tar of the default base, or undefined when none can be had on this machine. */
+export async function baseRootfsTar(): Promise<string | undefined> {
+  if (process.env.KAIROS_TEST_ROOTFS_TAR) return process.env.KAIROS_TEST_ROOTFS_TAR;
+  const baseModule = join(repoDir(), "src", "base", "index.ts");
+  if (existsSync(baseModule)) {
+    const mod = (await import(baseModule)) as {
+      ensureDefaultBase?: (opts: Record<string, unknown>) => Promise<{ rootfsTar: string }>;
+    };
+    if (mod.ensureDefaultBase) return (await mod.ensureDefaultBase({})).rootfsTar;
+  }
+  if (existsSync("/tmp/mm/rootfs.tar") && (await stat("/tmp/mm/rootfs.tar")).size > 100e6)
+    return "/tmp/mm/rootfs.tar";
+  return undefined;
+}
+
+export const MARKER_UNIT = `[Unit]
+Description=kairos-ts test: print a marker on the serial console at multi-user
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo "KAIROS-TEST-BOOTED mode=$(cat /run/kairos-boot-mode) root=$(stat -f -c %%T /) live=$(ls /run/initramfs/live)" >/dev/ttyS0'
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+export interface LiveFixture {
+  kernel: string;
+  initrd: string;
+  iso: string;
+  initrdBytes: number;
+  modules: number;
+  buildSeconds: number;
+}
+
+async function hashFiles(paths: string[], extra: string): Promise<string> {
+  const h = createHash("sha256").update(extra);
+  for (const p of paths) h.update(await readFile(p));
+  return h.digest("hex").slice(0, 16);
+}
+
+/** Build (or reuse) kernel + initrd + live ISO for the base at `tar`. */
+export async function liveFixture(tar: string): Promise<LiveFixture> {
+  const st = await stat(tar);
+  const key = await hashFiles(
+    [
+      join(frameworkDir(), "boot", "kairos-early-boot.sh"),
+      join(repoDir(), "src", "factory", "initramfs.ts"),
+      join(repoDir(), "src", "factory", "cpio.ts"),
+      join(repoDir(), "test", "e2e", "initramfs-fixture.ts"),
+    ],
+    `${tar}:${st.size}:${st.mtimeMs}`,
+  );
+  const dir = join(testCacheDir(), `initramfs-live-${key}`);
+  const meta = join(dir, "fixture.json");
+  if (existsSync(meta)) return JSON.parse(await readFile(meta, "utf8")) as LiveFixture;
+
+  const t0 = Date.now();
+  const tmp = `${dir}.tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(join(tmp, "iso"), { recursive: true });
+  try {
+    const open = () => readTar(createReadStream(tar, { highWaterMark: 1 << 20 }));
+    const r = await buildInitramfsFromTar(open, {});
+    await writeFile(join(tmp, "initrd"), r.data);
+    await writeFile(join(tmp, "vmlinuz"), r.kernelImage);
+
+    // rootfs.squashfs: the base plus the marker unit, streamed into tar2sqfs.
+    async function* entries(): AsyncGenerator<WriteEntry> {
+      for await (const e of open() as AsyncIterable<TarEntry>) yield { header: e, body: e.body };
+      const h = { uid: 0, gid: 0, mtime: 0 };
+      const unit = Buffer.from(MARKER_UNIT);
+      yield {
+        header: {
+          ...h,
+          path: "etc/systemd/system/kairos-test-marker.service",
+          type: "file",
+          mode: 0o644,
+          size: unit.length,
+        },
+        body: unit,
+      };
+      yield {
+        header: {
+          ...h,
+          path: "etc/systemd/system/multi-user.target.wants/kairos-test-marker.service",
+          type: "symlink",
+          mode: 0o777,
+          size: 0,
+          linkname: "/etc/systemd/system/kairos-test-marker.service",
+        },
+      };
+    }
+    const sq = start("tar2sqfs", [
+      "-q",
+      "-f",
+      "-c",
+      "zstd",
+      "-X",
+      "level=3",
+      "-b",
+      "1048576",
+      "-j",
+      "2",
+      join(tmp, "iso", "rootfs.squashfs"),
+    ]);
+    sq.stdout.resume();
+    await Promise.all([pipeline(writeTar(entries()), sq.stdin), sq.done]);
+    await run("xorriso", [
+      "-as",
+      "mkisofs",
+      "-quiet",
+      "-V",
+      "COS_LIVE",
+      "-o",
+      join(tmp, "live.iso"),
+      join(tmp, "iso"),
+    ]);
+    await rm(join(tmp, "iso"), { recursive: true });
+
+    const fx: LiveFixture = {
+      kernel: join(dir, "vmlinuz"),
+      initrd: join(dir, "initrd"),
+      iso: join(dir, "live.iso"),
+      initrdBytes: r.data.length,
+      modules: r.modules.length,
+      buildSeconds: (Date.now() - t0) / 1000,
+    };
+    await writeFile(join(tmp, "fixture.json"), JSON.stringify(fx, null, 2));
+    await rm(dir, { recursive: true, force: true });
+    await rename(tmp, dir);
+    return fx;
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
