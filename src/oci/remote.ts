@@ -89,39 +89,47 @@ export class Registry {
   private async doPing(): Promise<void> {
     const schemes = ["https:"];
     if (this.opts.insecure || isLoopback(this.host)) schemes.push("http:");
-    let lastErr: unknown;
+    const failures: string[] = [];
+    let cause: unknown;
     for (const scheme of schemes) {
       const base = new URL(`${scheme}//${this.apiHost()}/`);
+      let res: HttpResponse;
       try {
-        const res = await request({
+        res = await request({
           url: new URL("/v2/", base),
           insecureTls: this.opts.insecure,
           signal: this.opts.signal,
           idleTimeoutMs: 30_000,
         });
-        res.discard();
-        this.base = base;
-        if (res.status === 401) {
-          const c = parseChallenge(res.headers["www-authenticate"] as string | undefined);
-          if (!c)
-            throw new KairosError(`registry ${this.host} asks for authentication in a way we do not support`);
-          this.challenge = c;
-        } else {
-          this.challenge = null;
-        }
-        return;
       } catch (e) {
         if (!(e instanceof NetworkError)) throw e;
-        lastErr = e;
+        failures.push(`${scheme.slice(0, -1)}: ${e.code ?? e.message}`);
+        cause ??= e;
+        continue;
       }
+      res.discard();
+      if (res.status === 401) {
+        const c = parseChallenge(res.headers["www-authenticate"] as string | undefined);
+        if (!c)
+          throw new KairosError(`registry ${this.host} asks for authentication in a way we do not support`);
+        this.base = base;
+        this.challenge = c;
+        return;
+      }
+      if (res.status === 200 || res.status === 404) {
+        // 404: some registries do not implement the ping; requests will tell.
+        this.base = base;
+        this.challenge = null;
+        return;
+      }
+      failures.push(`${scheme.slice(0, -1)}: HTTP ${res.status} for /v2/`);
     }
-    const err = lastErr as NetworkError;
     throw new KairosError(
-      `cannot reach registry ${this.host}: ${err.message}`,
+      `cannot reach registry ${this.host} (${failures.join("; ")})`,
       this.opts.insecure || isLoopback(this.host)
-        ? "check the host name and port and that the registry is running"
-        : "check the host name and port and that the registry is running; a registry that speaks plain HTTP needs --insecure",
-      { cause: err },
+        ? "check the host name and port and that the registry is running (--insecure accepts self-signed TLS)"
+        : "check the host name and port and that the registry is running; a plain-HTTP or self-signed registry needs --insecure",
+      { cause },
     );
   }
 

@@ -1,6 +1,7 @@
 import { createPrivateKey, createSign, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
+import http, { createServer, type Server } from "node:http";
+import https from "node:https";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +25,8 @@ export interface RegistryOptions {
   auth?: "none" | "htpasswd" | "token";
   user?: string;
   password?: string;
+  /** Serve HTTPS with a self-signed certificate for 127.0.0.1 (clients need --insecure). */
+  tls?: boolean;
 }
 
 /** A free TCP port on 127.0.0.1. */
@@ -106,6 +109,18 @@ async function startTokenServer(
   return { url: `http://127.0.0.1:${port}/token`, cert: certPath, server, count: () => count };
 }
 
+/** GET a URL (HTTPS without certificate checks) and return the status. */
+function probe(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const mod = url.startsWith("https:") ? https : http;
+    const r = mod.get(url, { rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    r.on("error", reject);
+  });
+}
+
 /** Start a registry; never the packaged config (that one listens on all interfaces). */
 export async function startRegistry(opts: RegistryOptions = {}): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), "kairos-registry-"));
@@ -126,12 +141,35 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
       `    realm: ${token.url}\n    service: kairos-test-registry\n    issuer: kairos-test-issuer\n` +
       `    rootcertbundle: ${token.cert}\n`;
   }
+  let tls = "";
+  if (opts.tls) {
+    const key = join(dir, "tls.key");
+    const crt = join(dir, "tls.crt");
+    await run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      crt,
+      "-days",
+      "2",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+    ]);
+    tls = `  tls:\n    certificate: ${crt}\n    key: ${key}\n`;
+  }
   const config = join(dir, "config.yml");
   await writeFile(
     config,
     "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n" +
       `storage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\n` +
-      `http:\n  addr: 127.0.0.1:${port}\n  secret: ${randomBytes(16).toString("hex")}\n${auth}`,
+      `http:\n  addr: 127.0.0.1:${port}\n  secret: ${randomBytes(16).toString("hex")}\n${tls}${auth}`,
   );
   const proc = start("docker-registry", ["serve", config]);
   proc.stdin.end();
@@ -142,7 +180,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     .finally(() => {
       exited = true;
     });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${opts.tls ? "https" : "http"}://127.0.0.1:${port}`;
   const stop = async () => {
     proc.kill("SIGTERM");
     await proc.done.catch(() => {});
@@ -152,9 +190,8 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
   const deadline = Date.now() + 15_000;
   for (;;) {
     try {
-      const res = await fetch(`${url}/v2/`);
-      await res.arrayBuffer();
-      if (res.status === 200 || res.status === 401) break;
+      const status = await probe(`${url}/v2/`);
+      if (status === 200 || status === 401) break;
     } catch {
       // not up yet
     }

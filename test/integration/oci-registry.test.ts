@@ -206,7 +206,7 @@ describe("registry (anonymous)", () => {
   it("names the registry when it cannot be reached", async () => {
     await assert.rejects(openImage("docker://127.0.0.1:9/x/y:1"), (e: Error & { hint?: string }) => {
       return (
-        /cannot reach registry 127.0.0.1:9: .*ECONNREFUSED/.test(e.message) &&
+        /cannot reach registry 127.0.0.1:9 \(https: ECONNREFUSED; http: ECONNREFUSED\)/.test(e.message) &&
         /registry is running/.test(e.hint ?? "")
       );
     });
@@ -305,5 +305,37 @@ describe("registry (bearer tokens from a token server)", () => {
         );
       },
     );
+  });
+});
+
+describe("registry over HTTPS with a self-signed certificate", () => {
+  let reg: TestRegistry;
+  before(async () => {
+    reg = await startRegistry({ tls: true });
+  });
+  after(() => reg?.stop());
+
+  it("refuses the certificate by default and never downgrades to plain HTTP silently", async () => {
+    await assert.rejects(openImage(`docker://${reg.host}/tls/img:1`), (e: Error & { hint?: string }) => {
+      return (
+        /cannot reach registry .*https: (DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED)/.test(e.message) &&
+        /--insecure/.test(e.hint ?? "")
+      );
+    });
+  });
+
+  it("works over HTTPS with --insecure", async (t) => {
+    const img = await twoLayerImage();
+    t.after(() => img.close());
+    await writeImage(img, `docker://${reg.host}/tls/img:1`, { insecure: true });
+    const back = await openImage(`docker://${reg.host}/tls/img:1`, { insecure: true });
+    assert.equal(await back.digest(), await img.digest());
+    const { stdout } = await run("skopeo", [
+      "inspect",
+      "--raw",
+      "--tls-verify=false",
+      `docker://${reg.host}/tls/img:1`,
+    ]);
+    assert.equal(sha256(stdout), await img.digest());
   });
 });
