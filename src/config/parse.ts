@@ -29,7 +29,10 @@ function cloudConfigTags(tags: Tags): Tags {
     .map((t) => {
       const tag = t as { tag?: string; test?: RegExp };
       if (tag.tag !== "tag:yaml.org,2002:bool" || !tag.test) return t;
-      return { ...tag, test: new RegExp(tag.test.source.replace(/^\^\(\?:[YN]\|[yn]\|/, "^(?:")) } as typeof t;
+      return {
+        ...tag,
+        test: new RegExp(tag.test.source.replace(/^\^\(\?:[YN]\|[yn]\|/, "^(?:")),
+      } as typeof t;
     });
 }
 

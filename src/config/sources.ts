@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { configFromCmdline } from "./cmdline.js";
 import { ConfigError, type ConfigNote } from "./errors.js";
 import { type MergedConfig, mergeConfigs } from "./merge.js";
@@ -9,9 +9,11 @@ import { validateConfig } from "./validate.js";
 
 /**
  * Directories read for the node's config, first to last; later files override earlier ones.
- * This is the order Kairos documents: live medium, persistent, /etc, OEM partition.
+ * This is kairos-agent's order (baked-in first, writable last): the live medium, /etc/kairos
+ * (shipped in the image), /usr/local/cloud-config (COS_PERSISTENT), /oem (COS_OEM, datasources).
+ * Some older Kairos docs list /usr/local/cloud-config before /etc/kairos; the agent's code does not.
  */
-export const CONFIG_DIRS = ["/run/initramfs/live", "/usr/local/cloud-config", "/etc/kairos", "/oem"] as const;
+export const CONFIG_DIRS = ["/run/initramfs/live", "/etc/kairos", "/usr/local/cloud-config", "/oem"] as const;
 
 /** Defaults shipped inside the OS image; read first, and only for the boot stages. */
 export const SYSTEM_CONFIG_DIR = "/system/oem";
@@ -225,7 +227,9 @@ export async function loadSource(
       errors.push(new ConfigError(source, 1, 1, "", `could not fetch: ${(err as Error).message}`));
     }
   } else {
-    cfg = loadFile(opts.root ?? "/", source, notes, errors);
+    const root = opts.root ?? "/";
+    // On the running system a relative path means the current directory, as users expect.
+    cfg = loadFile(root, root === "/" ? resolve(source) : source, notes, errors);
   }
   const configs = cfg
     ? [cfg, ...(await followUrls(cfg, opts.fetch ?? {}, new Set([source]), notes, errors))]

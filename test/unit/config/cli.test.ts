@@ -13,9 +13,10 @@ const BIN = join(import.meta.dirname, "../../../bin");
 function cli(
   tool: "kairos" | "kairos-agent",
   args: string[],
+  cwd?: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(join(BIN, tool), args, { encoding: "utf8" }, (err, stdout, stderr) => {
+    execFile(join(BIN, tool), args, { encoding: "utf8", cwd }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -102,6 +103,11 @@ describe("kairos-agent", () => {
     const s = JSON.parse(r.stdout);
     assert.equal(s.title, "Kairos cloud-config");
     assert.ok(s.properties.stages && s.properties.install.properties.grub_options);
+  });
+  it("validate takes a path relative to the current directory", async () => {
+    const r = await cli("kairos-agent", ["validate", "stages.yaml"], FIXTURES);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /stages\.yaml: valid/);
   });
   it("validate takes a URL; exit code tells", async () => {
     const good = await cli("kairos-agent", ["validate", `${base}/good.yaml`]);

@@ -69,7 +69,7 @@ describe("config sources", () => {
     };
     w("run/initramfs/live/config.yaml", "install:\n  device: /dev/live\nusers:\n- name: live\n");
     w("usr/local/cloud-config/10.yaml", "install:\n  device: /dev/persistent\n");
-    w("etc/kairos/b.yaml", "users:\n- name: etc-b\n");
+    w("etc/kairos/b.yaml", "users:\n- name: etc-b\ninstall:\n  device: /dev/etc\n  poweroff: true\n");
     w("etc/kairos/a.yml", "users:\n- name: etc-a\n");
     w("oem/99_custom.yaml", "install:\n  reboot: true\nusers:\n- name: oem\n");
     w("system/oem/00.yaml", "users:\n- name: system\n");
@@ -80,7 +80,7 @@ describe("config sources", () => {
       (c.merged.value.users as { name: string }[]).map((u) => u.name),
       ["live", "etc-a", "etc-b", "oem"],
     );
-    assert.deepEqual(c.merged.value.install, { device: "/dev/persistent", reboot: true });
+    assert.deepEqual(c.merged.value.install, { device: "/dev/persistent", poweroff: true, reboot: true });
     assert.equal(c.merged.sources.get("install.device"), join(r, "usr/local/cloud-config/10.yaml:3"));
     const sys = await collectConfig({ root: r, cmdline: false, includeSystem: true });
     assert.equal((sys.merged.value.users as { name: string }[])[0]!.name, "system");
