@@ -58,17 +58,23 @@ interface CallOptions {
   body?: Buffer | Readable;
 }
 
+/** What a client learns about a registry and can share: scheme, auth challenge, tokens. */
+class Session {
+  base: URL | undefined;
+  challenge: Challenge | null | undefined;
+  /** Bearer tokens by scope set, with the time (ms) after which they are fetched again. */
+  readonly tokens = new Map<string, { token: string; renewAt: number }>();
+  pinging: Promise<void> | undefined;
+}
+
 /** A client for one registry host: ping, authenticate (anonymous, basic, bearer), manifests, blobs. */
 export class Registry {
-  private base: URL | undefined;
-  private challenge: Challenge | null | undefined;
-  private readonly tokens = new Map<string, string>();
   private readonly creds: Credentials | undefined;
-  private pinging: Promise<void> | undefined;
 
   constructor(
     readonly host: string,
     private readonly opts: RemoteOptions = {},
+    private readonly s: Session = new Session(),
   ) {
     this.creds = opts.creds ?? lookupCredentials(host, opts.authFiles);
   }
@@ -79,11 +85,11 @@ export class Registry {
 
   /** Find the scheme and the auth challenge with GET /v2/. */
   ping(): Promise<void> {
-    this.pinging ??= this.doPing().catch((e) => {
-      this.pinging = undefined;
+    this.s.pinging ??= this.doPing().catch((e) => {
+      this.s.pinging = undefined;
       throw e;
     });
-    return this.pinging;
+    return this.s.pinging;
   }
 
   private async doPing(): Promise<void> {
@@ -112,14 +118,14 @@ export class Registry {
         const c = parseChallenge(res.headers["www-authenticate"] as string | undefined);
         if (!c)
           throw new KairosError(`registry ${this.host} asks for authentication in a way we do not support`);
-        this.base = base;
-        this.challenge = c;
+        this.s.base = base;
+        this.s.challenge = c;
         return;
       }
       if (res.status === 200 || res.status === 404) {
         // 404: some registries do not implement the ping; requests will tell.
-        this.base = base;
-        this.challenge = null;
+        this.s.base = base;
+        this.s.challenge = null;
         return;
       }
       failures.push(`${scheme.slice(0, -1)}: HTTP ${res.status} for /v2/`);
@@ -141,13 +147,13 @@ export class Registry {
 
   private async authHeader(scopes: string[], refresh = false): Promise<string | undefined> {
     await this.ping();
-    const c = this.challenge;
+    const c = this.s.challenge;
     if (!c) return undefined;
     if (c.scheme === "basic") return this.basicHeader();
     const key = scopes.join(" ");
     if (!refresh) {
-      const cached = this.tokens.get(key);
-      if (cached) return `Bearer ${cached}`;
+      const cached = this.s.tokens.get(key);
+      if (cached && Date.now() < cached.renewAt) return `Bearer ${cached.token}`;
     }
     const realm = c.params.realm;
     if (!realm) throw new KairosError(`registry ${this.host} sent a bearer challenge without a realm`);
@@ -185,20 +191,24 @@ export class Registry {
       const detail = await errorDetail(res);
       throw new KairosError(`token server of ${this.host} answered HTTP ${res.status} ${detail}`.trim());
     }
-    const body = JSON.parse((await readBody(res, 1024 * 1024, "token response")).toString("utf8")) as {
-      token?: string;
-      access_token?: string;
-    };
+    let body: { token?: string; access_token?: string; expires_in?: number };
+    try {
+      body = JSON.parse((await readBody(res, 1024 * 1024, "token response")).toString("utf8"));
+    } catch (e) {
+      throw new KairosError(`token server of ${this.host} sent an invalid answer: ${(e as Error).message}`);
+    }
     const token = body.token ?? body.access_token;
     if (!token) throw new KairosError(`token server of ${this.host} returned no token`);
-    this.tokens.set(key, token);
+    // The spec's default lifetime is 60 s; renew a little early.
+    const life = typeof body.expires_in === "number" && body.expires_in > 0 ? body.expires_in : 60;
+    this.s.tokens.set(key, { token, renewAt: Date.now() + Math.max(5, life - 10) * 1000 });
     return `Bearer ${token}`;
   }
 
   /** An authenticated request; retries once with a fresh token on 401 when the body can be replayed. */
   async call(o: CallOptions): Promise<HttpResponse> {
     await this.ping();
-    const url = o.url ?? new URL(o.path, this.base);
+    const url = o.url ?? new URL(o.path, this.s.base);
     const send = async (refresh: boolean) => {
       const auth = await this.authHeader(o.scopes, refresh);
       return request({
@@ -214,7 +224,7 @@ export class Registry {
     if (res.status === 401 && !(o.body instanceof Readable)) {
       const c = parseChallenge(res.headers["www-authenticate"] as string | undefined);
       res.discard();
-      if (c) this.challenge = c;
+      if (c) this.s.challenge = c;
       res = await send(true);
     }
     if (res.status === 401 || res.status === 403) {
@@ -269,7 +279,7 @@ export class Registry {
       scopes: [`repository:${repo}:pull`],
       headers: range,
     });
-    let url = new URL(`/v2/${repo}/blobs/${digest}`, this.base);
+    let url = new URL(`/v2/${repo}/blobs/${digest}`, this.s.base);
     for (let hops = 0; res.status >= 300 && res.status < 400 && res.headers.location; hops++) {
       if (hops > 5) throw new KairosError(`${what}: too many redirects for blob ${digest}`);
       res.discard();
@@ -369,7 +379,7 @@ export class Registry {
       // The registry opened an upload instead; cancel it.
       const del = await this.call({
         method: "DELETE",
-        url: new URL(res.headers.location, this.base),
+        url: new URL(res.headers.location, this.s.base),
         path: "",
         scopes: [`repository:${repo}:pull,push`],
       });
@@ -389,7 +399,7 @@ export class Registry {
       throw new KairosError(`${what}: cannot start a blob upload (HTTP ${res.status} ${detail})`);
     }
     res.discard();
-    return new URL(res.headers.location, this.base);
+    return new URL(res.headers.location, this.s.base);
   }
 
   private withDigest(loc: URL, digest: string): URL {
@@ -503,18 +513,18 @@ export class Registry {
   }
 }
 
-const clients = new Map<string, Registry>();
+const sessions = new Map<string, Session>();
 
-/** A shared client per host and options (so tokens and the ping are reused). */
+/** A client for a host; the ping result and tokens are shared by clients with the same host, TLS mode and credentials. */
 export function registryFor(host: string, opts: RemoteOptions = {}): Registry {
   const creds = opts.creds ?? lookupCredentials(host, opts.authFiles);
   const key = JSON.stringify([host, opts.insecure ?? false, creds ?? null]);
-  let r = clients.get(key);
-  if (!r) {
-    r = new Registry(host, { ...opts, ...(creds ? { creds } : {}) });
-    clients.set(key, r);
+  let session = sessions.get(key);
+  if (!session) {
+    session = new Session();
+    sessions.set(key, session);
   }
-  return r;
+  return new Registry(host, { ...opts, ...(creds ? { creds } : {}) }, session);
 }
 
 /** Open an image from a registry, choosing `platform` (default linux/amd64) from an index. */
