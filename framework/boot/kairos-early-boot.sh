@@ -340,6 +340,18 @@ kairos_main() {
 		kairos_flag rd.cos.disable || kairos_state_mounts
 	fi
 	echo "$KAIROS_MODE" >/run/kairos-boot-mode
+	# Upstream Kairos' sentinels: units and the agent test these.
+	mkdir -p /run/cos
+	case "$KAIROS_MODE" in
+	live | netboot) : >/run/cos/live_mode ;;
+	recovery) : >/run/cos/recovery_mode ;;
+	installed)
+		case "$_imgname" in
+		*passive*) : >/run/cos/passive_mode ;;
+		*) : >/run/cos/active_mode ;;
+		esac
+		;;
+	esac
 
 	_init=$(kairos_arg init)
 	[ -n "$_init" ] || _init=/sbin/init
