@@ -152,6 +152,11 @@ export interface IsoBuildOptions {
   squashfs?: SquashfsOptions;
   progress?: Progress;
   signal?: AbortSignal;
+  /**
+   * Called with the live kernel, initrd and squashfs after the ISO is in place and before the
+   * work directory is removed (AuroraBoot hardlinks them into its netboot directory).
+   */
+  keepLive?: (live: LiveArtifacts) => Promise<void>;
 }
 
 export interface IsoBuildResult {
@@ -220,6 +225,7 @@ export async function buildIso(opts: IsoBuildOptions): Promise<IsoBuildResult> {
     const iso = join(outDir, `${name}.iso`);
     await rename(tmpIso, iso);
     await rename(sumTmp, `${iso}.sha256`);
+    await opts.keepLive?.(live);
     return {
       iso,
       sha256,

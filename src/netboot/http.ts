@@ -30,15 +30,22 @@ export interface RunningHttpServer {
 
 /** Parse AuroraBoot's listen_addr: ":8080", "0.0.0.0:8080", "127.0.0.1:0", "[::1]:80", "8080". */
 export function parseListen(listen: string): { host: string | undefined; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*))?:?(\d+)$/.exec(listen.trim());
-  const port = Number(m?.[3]);
-  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
+  const text = listen.trim();
+  let host: string | undefined;
+  let portText: string;
+  if (/^\d+$/.test(text)) portText = text;
+  else {
+    const colon = text.lastIndexOf(":");
+    portText = colon >= 0 ? text.slice(colon + 1) : "";
+    host = colon > 0 ? text.slice(0, colon).replace(/^\[(.*)\]$/, "$1") : undefined;
+  }
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535 || (host !== undefined && !/^[\w.:-]+$/.test(host))) {
     throw new KairosError(
       `listen address '${listen}' is not HOST:PORT`,
       "use e.g. ':8080' (all interfaces) or '127.0.0.1:8080'",
     );
   }
-  const host = m[1] ?? (m[2] || undefined);
   return { host, port };
 }
 
@@ -52,14 +59,19 @@ async function handle(root: string, req: IncomingMessage, res: ServerResponse): 
     res.writeHead(405, { Allow: "GET, HEAD", "Content-Type": "text/plain" }).end("method not allowed\n");
     return;
   }
-  let pathname: string;
+  // Split the raw path before decoding, so neither "/../" nor "%2e%2e%2f" is normalized away.
+  let parts: string[];
   try {
-    pathname = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+    parts = (req.url ?? "/")
+      .split(/[?#]/, 1)[0]!
+      .split("/")
+      .filter(Boolean)
+      .flatMap((p) => decodeURIComponent(p).split("/"))
+      .filter(Boolean);
   } catch {
     res.writeHead(400, { "Content-Type": "text/plain" }).end("bad request\n");
     return;
   }
-  const parts = pathname.split("/").filter(Boolean);
   if (
     parts.some((p) => p === ".." || p === "." || p.startsWith(".") || p.includes("\0") || p.includes("\\"))
   ) {

@@ -1,12 +1,13 @@
 import type { Register } from "../common.js";
 import { registerAgentConfigCommands } from "./agent-config.js";
+import { registerAuroraBoot } from "./auroraboot.js";
 import { registerBase } from "./base.js";
 import { registerBuild } from "./build.js";
 import { registerConfigCommands } from "./config.js";
 import { registerImage } from "./image.js";
 
 /** The `kairos` (build host) subcommands. Each module owns its own command group. */
-export const kairosCommands: Register[] = [registerConfigCommands, registerBase, registerImage, registerBuild];
+export const kairosCommands: Register[] = [registerConfigCommands, registerBase, registerImage, registerBuild, registerAuroraBoot];
 
 /** The `kairos-agent` (node) subcommands. */
 export const agentCommands: Register[] = [registerAgentConfigCommands];
