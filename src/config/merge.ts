@@ -104,7 +104,8 @@ function mergeMap(
     } else if (v === null && (Array.isArray(cur) || isMapValue(cur))) {
       // `boot:` with nothing under it adds nothing; it does not erase earlier steps.
     } else {
-      forget(here, sources);
+      if (isScalar(cur)) sources.delete(formatKeyPath(here));
+      else forget(here, sources);
       setOwn(target, k, clone(v));
       record(cfg, v, here, from, sources);
     }
