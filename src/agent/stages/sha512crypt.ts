@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, hash, randomBytes } from "node:crypto";
 
 /**
  * SHA-512-based crypt(3) (`$6$`), as specified by Ulrich Drepper ("Unix crypt using SHA-256
@@ -100,14 +100,16 @@ export function sha512crypt(password: string, salt: string = randomSalt(), round
   for (let i = 0; i < 16 + A[0]!; i++) dsHash.update(S);
   const Sp = repeatTo(dsHash.digest(), S.length);
 
+  // The rounds loop: one one-shot hash of a reused buffer per round (much cheaper than a Hash object).
   let C = A;
+  const buf = Buffer.alloc(64 + Sp.length + 2 * Pp.length);
   for (let i = 0; i < r; i++) {
-    const c = createHash("sha512");
-    c.update(i & 1 ? Pp : C);
-    if (i % 3 !== 0) c.update(Sp);
-    if (i % 7 !== 0) c.update(Pp);
-    c.update(i & 1 ? C : Pp);
-    C = c.digest();
+    let n = 0;
+    n += (i & 1 ? Pp : C).copy(buf, n);
+    if (i % 3 !== 0) n += Sp.copy(buf, n);
+    if (i % 7 !== 0) n += Pp.copy(buf, n);
+    n += (i & 1 ? C : Pp).copy(buf, n);
+    C = hash("sha512", buf.subarray(0, n), "buffer");
   }
 
   let out = "";

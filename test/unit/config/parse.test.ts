@@ -68,6 +68,17 @@ describe("YAML parsing", () => {
     const c = parse("#cloud-config\na: !!binary aGVsbG8=\nb: !!set {x, y}\n");
     assert.deepEqual(c.value, { a: "aGVsbG8=", b: { x: null, y: null } });
   });
+  it("refuses an alias bomb (billion laughs) quickly instead of expanding it", () => {
+    let text = "#cloud-config\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+    for (let i = 1; i < 9; i++)
+      text += `a${i}: &a${i} [${Array(10)
+        .fill(`*a${i - 1}`)
+        .join(", ")}]\n`;
+    const t0 = Date.now();
+    const e = thrown(() => parse(text));
+    assert.match(e.message, /^test\.yaml:1:1: invalid YAML: .*alias/i);
+    assert.ok(Date.now() - t0 < 2000);
+  });
   it("treats an empty config as an empty map", () => {
     assert.deepEqual(parse("#cloud-config\n").value, {});
   });

@@ -104,6 +104,14 @@ describe("config sources", () => {
     );
   });
 
+  it("refuses a config file larger than 4 MiB", async () => {
+    const r = mkdtempSync(join(root, "big-"));
+    mkdirSync(join(r, "oem"));
+    writeFileSync(join(r, "oem/big.yaml"), `#cloud-config\n# ${"x".repeat(4 * 1024 * 1024)}\n`);
+    const c = await collectConfig({ root: r, cmdline: false });
+    assert.match(c.errors[0]!.message, /big\.yaml:1:1: file is larger than 4194304 bytes/);
+  });
+
   it("reads config from <root>/proc/cmdline", async () => {
     const r = mkdtempSync(join(root, "cmdline-"));
     mkdirSync(join(r, "proc"));
