@@ -56,7 +56,7 @@ export class AutoDecompress extends Transform {
       this.inner = null;
       return head;
     }
-    const inner = kind === "gzip" ? createGunzip() : new ZstdDecompress();
+    const inner = kind === "gzip" ? createGunzip({ chunkSize: 256 * 1024 }) : new ZstdDecompress();
     inner.on("data", (d: Buffer) => {
       if (!this.push(d)) inner.pause();
     });

@@ -1,17 +1,16 @@
-import { constants } from "node:fs";
 import {
-  chmod,
-  lchown,
-  link,
-  lstat,
-  lutimes,
-  mkdir,
-  open,
-  readdir,
-  rm,
-  symlink,
-  unlink,
-} from "node:fs/promises";
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  type Stats,
+  writeSync,
+} from "node:fs";
+import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../sys/run.js";
 import { requireTool } from "../sys/tools.js";
@@ -47,6 +46,15 @@ function escapeForRestore(path: string): string {
 
 const isRoot = () => process.getuid?.() === 0;
 
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
 /**
  * Writes tar entries into a directory and nothing outside it. Each parent of an entry must be
  * a real directory inside the root: a symlink on the way (planted by an earlier entry or
@@ -61,6 +69,9 @@ export class DirectoryWriter {
   private xattrDump: string[] = [];
   private writtenThisLayer = new Set<string>();
   private parentsWrittenThisLayer = new Set<string>();
+  /** Paths this writer created; when the target started empty, nothing else can exist. */
+  private readonly created = new Set<string>();
+  private startedEmpty = false;
   bytesWritten = 0;
   skippedDevices = 0;
 
@@ -98,12 +109,11 @@ export class DirectoryWriter {
     const ancestors = [...ancestorsOf(path)].reverse();
     for (const dir of ancestors) {
       if (this.verifiedDirs.has(dir)) continue;
-      const st = await lstat(this.abs(dir)).catch((e: NodeJS.ErrnoException) => {
-        if (e.code === "ENOENT") return undefined;
-        throw e;
-      });
-      if (!st) await mkdir(this.abs(dir), { mode: 0o755 });
-      else if (st.isSymbolicLink()) {
+      const st = this.mayExist(dir) ? lstatOrUndefined(this.abs(dir)) : undefined;
+      if (!st) {
+        mkdirSync(this.abs(dir), { mode: 0o755 });
+        this.created.add(dir);
+      } else if (st.isSymbolicLink()) {
         throw new UnsafePathError(
           `${label}: ${path} would be written through the symlink ${dir}`,
           "refusing to follow a symlink planted by an earlier entry or layer",
@@ -123,8 +133,12 @@ export class DirectoryWriter {
       if (d === path || d.startsWith(prefix)) this.deferredDirs.delete(d);
   }
 
+  private mayExist(path: string): boolean {
+    return !this.startedEmpty || this.created.has(path);
+  }
+
   private async removeExisting(path: string, keepDir: boolean): Promise<"dir" | "none"> {
-    const st = await lstat(this.abs(path)).catch(() => undefined);
+    const st = this.mayExist(path) ? lstatOrUndefined(this.abs(path)) : undefined;
     if (!st) return "none";
     if (st.isDirectory()) {
       if (keepDir) return "dir";
@@ -155,32 +169,37 @@ export class DirectoryWriter {
     const existing = await this.removeExisting(e.path, e.type === "directory");
     switch (e.type) {
       case "directory":
-        if (existing === "none") await mkdir(abs, { mode: 0o700 });
+        if (existing === "none") mkdirSync(abs, { mode: 0o700 });
+        this.created.add(e.path);
         this.verifiedDirs.add(e.path);
         this.deferredDirs.set(e.path, { abs, mode: e.mode, mtime: e.mtime });
         await this.setOwner(abs, e);
         break;
       case "file": {
-        const fh = await open(
+        // Synchronous fd calls: a rootfs is tens of thousands of small files, and a
+        // thread-pool round trip per metadata call costs more than the call itself.
+        const fd = openSync(
           abs,
           constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
           0o600,
         );
         try {
           for await (const chunk of e.body) {
-            await fh.write(chunk);
+            for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
             this.bytesWritten += chunk.length;
           }
+          if (this.keepOwners) fchownSync(fd, e.uid, e.gid);
+          fchmodSync(fd, e.mode);
+          futimesSync(fd, e.mtime, e.mtime);
         } finally {
-          await fh.close();
+          closeSync(fd);
         }
-        await this.setOwner(abs, e);
-        await chmod(abs, e.mode);
-        await lutimes(abs, e.mtime, e.mtime);
+        this.created.add(e.path);
         break;
       }
       case "symlink":
         await symlink(e.linkname!, abs);
+        this.created.add(e.path);
         await this.setOwner(abs, e);
         await lutimes(abs, e.mtime, e.mtime);
         break;
@@ -194,6 +213,7 @@ export class DirectoryWriter {
           );
         }
         await link(this.abs(target), abs);
+        this.created.add(e.path);
         break;
       }
       case "chardev":
@@ -208,6 +228,7 @@ export class DirectoryWriter {
             ? ["p"]
             : [e.type === "chardev" ? "c" : "b", String(e.devmajor ?? 0), String(e.devminor ?? 0)];
         await run("mknod", ["-m", (e.mode & 0o7777).toString(8), abs, ...kind]);
+        this.created.add(e.path);
         await this.setOwner(abs, e);
         await chmod(abs, e.mode);
         await lutimes(abs, e.mtime, e.mtime);
