@@ -1,5 +1,6 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import https from "node:https";
+import type { Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { KairosError } from "../sys/index.js";
 
@@ -39,6 +40,8 @@ export class NetworkError extends KairosError {
   }
 }
 
+const guarded = new WeakSet<Socket>();
+
 const agents = {
   http: new http.Agent({ keepAlive: true, maxSockets: 8 }),
   https: new https.Agent({ keepAlive: true, maxSockets: 8 }),
@@ -55,6 +58,7 @@ export function request(req: HttpRequest): Promise<HttpResponse> {
     headers["content-length"] = Buffer.byteLength(req.body);
   }
   return new Promise<HttpResponse>((resolve, reject) => {
+    let responded = false;
     const r = mod.request(
       url,
       {
@@ -63,9 +67,10 @@ export function request(req: HttpRequest): Promise<HttpResponse> {
         ...(req.socketPath
           ? { socketPath: req.socketPath }
           : { agent: isHttps ? (req.insecureTls ? agents.httpsInsecure : agents.https) : agents.http }),
-        signal: req.signal,
       },
       (res) => {
+        responded = true;
+        res.once("close", detach);
         res.setTimeout(req.idleTimeoutMs ?? 60_000, () =>
           res.destroy(new NetworkError(url.href, "ETIMEDOUT", "no data for too long")),
         );
@@ -79,6 +84,26 @@ export function request(req: HttpRequest): Promise<HttpResponse> {
         });
       },
     );
+    // Abort by hand rather than with request({signal}): Node would also destroy a keep-alive
+    // socket already handed back to the agent, which then emits an unhandled 'error'.
+    const signal = req.signal;
+    const onAbort = () => r.destroy(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
+    function detach() {
+      signal?.removeEventListener("abort", onAbort);
+    }
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
+    r.once("close", () => {
+      if (!responded) detach();
+    });
+    // Socket errors reach us through the request or the response; a pooled keep-alive socket
+    // destroyed by an abort must not crash the process with an unhandled 'error'.
+    r.on("socket", (sock: Socket) => {
+      if (!guarded.has(sock)) {
+        guarded.add(sock);
+        sock.on("error", () => {});
+      }
+    });
     r.setTimeout(req.idleTimeoutMs ?? 60_000, () =>
       r.destroy(new NetworkError(url.href, "ETIMEDOUT", "timed out waiting for the server")),
     );

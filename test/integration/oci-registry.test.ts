@@ -187,6 +187,31 @@ describe("registry (anonymous)", () => {
     await assert.rejects(stat(`${dir}/out`), /ENOENT/);
   });
 
+  it("an abort during a pull removes the partial layout", async (t) => {
+    const dir = await tempDir(t);
+    const tar = await layerTar([{ path: "big", content: randomBytes(3_000_000).toString("base64") }]);
+    const img = await appendLayer(await twoLayerImage(), Readable.from([tar]));
+    t.after(() => img.close());
+    await writeImage(img, `docker://${reg.host}/abort/img:1`);
+    const ac = new AbortController();
+    const progress: Progress = {
+      mode: "silent",
+      info() {},
+      task: () => ({
+        update: (n) => {
+          if (n > 0) ac.abort(new Error("stop now"));
+        },
+        finish() {},
+        fail() {},
+      }),
+    };
+    await assert.rejects(
+      copyImage(`docker://${reg.host}/abort/img:1`, `oci:${dir}/out`, { signal: ac.signal, progress }),
+      /stop now|abort/i,
+    );
+    await assert.rejects(stat(`${dir}/out`), /ENOENT/);
+  });
+
   it("names the reference when an image or tag does not exist", async () => {
     await assert.rejects(openImage(`docker://${reg.host}/nope/nothing:1`), (e: Error & { hint?: string }) => {
       return (
