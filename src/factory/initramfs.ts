@@ -348,9 +348,9 @@ export async function kernelOf(view: RootfsView): Promise<KernelInfo> {
  */
 export async function buildInitramfsFromTar(
   open: () => AsyncIterable<TarEntry>,
-  opts: Omit<InitramfsOptions, "view" | "kernel" | "readModule">,
+  opts: Omit<InitramfsOptions, "view" | "kernel" | "readModule"> & { view?: TarView },
 ): Promise<InitramfsResult & { view: TarView; kernel: KernelInfo; kernelImage: Buffer }> {
-  const view = await TarView.fromEntries(open());
+  const view = opts.view ?? (await TarView.fromEntries(open()));
   const kernel = await kernelOf(view);
   const mdir = (await view.realpath(kernel.modulesDir)) ?? kernel.modulesDir;
   const depBuf = await view.readFile(`${kernel.modulesDir}/modules.dep`);

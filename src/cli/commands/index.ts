@@ -4,10 +4,18 @@ import { registerAuroraBoot } from "./auroraboot.js";
 import { registerBase } from "./base.js";
 import { registerBuild } from "./build.js";
 import { registerConfigCommands } from "./config.js";
+import { registerFactory } from "./factory.js";
 import { registerImage } from "./image.js";
 
 /** The `kairos` (build host) subcommands. Each module owns its own command group. */
-export const kairosCommands: Register[] = [registerConfigCommands, registerBase, registerImage, registerBuild, registerAuroraBoot];
+export const kairosCommands: Register[] = [
+  registerConfigCommands,
+  registerBase,
+  registerImage,
+  registerBuild,
+  registerAuroraBoot,
+  registerFactory,
+];
 
 /** The `kairos-agent` (node) subcommands. */
 export const agentCommands: Register[] = [registerAgentConfigCommands];
