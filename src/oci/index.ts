@@ -59,6 +59,8 @@ export interface WriteOptions {
   /** Registry uploads in PATCH chunks of this size instead of one PUT per blob. */
   chunkSize?: number;
   daemonSocket?: string;
+  /** Blobs transferred at once (default 3). */
+  concurrency?: number;
 }
 
 /** Write an image to a destination reference; returns the manifest digest written. */

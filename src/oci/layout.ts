@@ -18,7 +18,7 @@ import {
 import { DEFAULT_PLATFORM } from "./reference.js";
 import type { Descriptor, Image, ImageIndex, Platform } from "./types.js";
 import { MAX_MANIFEST_BYTES, MediaType } from "./types.js";
-import { counted, shortDigest, type TransferOptions } from "./util.js";
+import { counted, forEachLimit, shortDigest, type TransferOptions, uniqueByDigest } from "./util.js";
 
 export const REF_NAME = "org.opencontainers.image.ref.name";
 
@@ -208,9 +208,9 @@ export async function writeLayout(
       }
       return true;
     };
-    for (const layer of await image.layers()) {
+    await forEachLimit(uniqueByDigest(await image.layers()), opts.concurrency ?? 3, async (layer) => {
       await putBlob(layer.descriptor, () => layer.compressed(), `layer ${shortDigest(layer.digest)}`);
-    }
+    });
     const manifest = await image.manifest();
     const cfg = await image.rawConfig();
     await writeBlobBytes(dir, manifest.config, cfg);

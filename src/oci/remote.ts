@@ -14,7 +14,7 @@ import {
   MAX_MANIFEST_BYTES,
   type Platform,
 } from "./types.js";
-import { counted, shortDigest, sleep } from "./util.js";
+import { counted, forEachLimit, shortDigest, sleep, uniqueByDigest } from "./util.js";
 
 export interface RemoteOptions {
   /** Explicit credentials (--creds); otherwise looked up in the auth files. */
@@ -551,6 +551,8 @@ export async function openRemote(
 
 export interface PushOptions extends RemoteOptions {
   progress?: Progress;
+  /** Blobs uploaded at once (default 3). */
+  concurrency?: number;
   /** Upload in PATCH chunks of this many bytes instead of one PUT per blob. */
   chunkSize?: number;
 }
@@ -569,12 +571,12 @@ export async function pushImage(image: Image, ref: DockerReference, opts: PushOp
     );
   }
   const layers = await image.layers();
-  for (const layer of layers) {
+  await forEachLimit(uniqueByDigest(layers), opts.concurrency ?? 3, async (layer) => {
     const task = opts.progress?.task(`push ${shortDigest(layer.digest)}`, layer.size);
     try {
       if (await reg.blobExists(repo, layer.digest)) {
         task?.finish("already there");
-        continue;
+        return;
       }
       const o = layer.origin;
       if (
@@ -584,7 +586,7 @@ export async function pushImage(image: Image, ref: DockerReference, opts: PushOp
         (await reg.mountBlob(repo, layer.digest, o.repository))
       ) {
         task?.finish(`mounted from ${o.repository}`);
-        continue;
+        return;
       }
       const src = await layer.compressed();
       const body = task ? counted(src, task) : src;
@@ -597,7 +599,7 @@ export async function pushImage(image: Image, ref: DockerReference, opts: PushOp
       task?.fail((e as Error).message);
       throw e;
     }
-  }
+  });
   const manifest = await image.manifest();
   const config = await image.rawConfig();
   if (!(await reg.blobExists(repo, manifest.config.digest))) {

@@ -32,6 +32,43 @@ export function shortDigest(d: string): string {
 export interface TransferOptions {
   progress?: Progress;
   signal?: AbortSignal;
+  /** Blobs transferred at once (default 3). */
+  concurrency?: number;
+}
+
+/**
+ * Run `fn` over `items` with at most `limit` running at once. After the first failure no new
+ * item starts; the ones running are awaited, then the first error is thrown.
+ */
+export async function forEachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failed = false;
+  let firstError: unknown;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (e) {
+        if (!failed) {
+          failed = true;
+          firstError = e;
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failed) throw firstError;
+}
+
+/** Layers with duplicate digests removed (an image may repeat a layer). */
+export function uniqueByDigest<T extends { digest: string }>(items: readonly T[]): T[] {
+  const seen = new Set<string>();
+  return items.filter((i) => !seen.has(i.digest) && !!seen.add(i.digest));
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
