@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { configFromCmdline } from "./cmdline.js";
 import { ConfigError, type ConfigNote } from "./errors.js";
 import { type MergedConfig, mergeConfigs } from "./merge.js";
-import { locate, type ParsedConfig, parseCloudConfig } from "./parse.js";
+import { CONFIG_HEADERS, locate, type ParsedConfig, parseCloudConfig, parseYamlConfig } from "./parse.js";
 import { resolveInRoot } from "./rootpath.js";
 import { validateConfig } from "./validate.js";
 
@@ -39,6 +39,11 @@ export interface CollectOptions {
   dirs?: readonly string[];
   /** Read /system/oem first (the boot stages do). */
   includeSystem?: boolean;
+  /**
+   * Also read directory files without a header as yip stage files (only `name` and `stages`),
+   * as yip does for stages. Default: true when includeSystem is set.
+   */
+  acceptYip?: boolean;
   /** Extra files or http(s) URLs read after the directories (e.g. `validate FILE`). */
   extra?: readonly string[];
   /** Kernel command line text; undefined reads <root>/proc/cmdline; false skips it. */
@@ -114,6 +119,7 @@ function loadFile(
   path: string,
   notes: ConfigNote[],
   errors: ConfigError[],
+  acceptYip = false,
 ): ParsedConfig | undefined {
   const label = root === "/" ? path : join(root, path);
   let text: string;
@@ -129,7 +135,7 @@ function loadFile(
     errors.push(new ConfigError(label, 1, 1, "", `cannot read: ${(err as Error).message}`));
     return undefined;
   }
-  return parseText(text, label, notes, errors);
+  return parseText(text, label, notes, errors, acceptYip);
 }
 
 function parseText(
@@ -137,12 +143,17 @@ function parseText(
   label: string,
   notes: ConfigNote[],
   errors: ConfigError[],
+  acceptYip = false,
 ): ParsedConfig | undefined {
   try {
     const out = parseCloudConfig(text, label);
     if ("skipped" in out) {
-      notes.push(out.skipped);
-      return undefined;
+      const yip = acceptYip ? yipConfig(text, label, notes) : undefined;
+      if (!yip) {
+        notes.push(out.skipped);
+        return undefined;
+      }
+      return checked(yip, notes, errors);
     }
     return checked(out.config, notes, errors);
   } catch (err) {
@@ -152,6 +163,36 @@ function parseText(
     }
     throw err;
   }
+}
+
+/**
+ * A file without a header read the way yip reads it: only `name` and `stages` count (the
+ * Kairos image's own /system/oem files are written like that). Files without `stages` are not
+ * configs at all and are skipped by the caller.
+ */
+function yipConfig(text: string, label: string, notes: ConfigNote[]): ParsedConfig | undefined {
+  let cfg: ParsedConfig;
+  try {
+    cfg = parseYamlConfig(text, label);
+  } catch {
+    return undefined;
+  }
+  if (!Object.hasOwn(cfg.value, "stages")) return undefined;
+  const ignored = Object.keys(cfg.value).filter((k) => k !== "stages" && k !== "name");
+  for (const k of ignored) {
+    const { line, col } = locate(cfg, [k], true);
+    notes.push({
+      level: "warning",
+      file: label,
+      line,
+      col,
+      keyPath: k,
+      message: `ignored: a file without a ${CONFIG_HEADERS[0]} header is read as yip stages (only "name" and "stages" count)`,
+    });
+  }
+  const value: Record<string, unknown> = { stages: cfg.value.stages };
+  if (cfg.value.name !== undefined) value.name = cfg.value.name;
+  return { ...cfg, value };
 }
 
 function checked(cfg: ParsedConfig, notes: ConfigNote[], errors: ConfigError[]): ParsedConfig | undefined {
@@ -254,6 +295,7 @@ export async function collectConfig(opts: CollectOptions = {}): Promise<Collecte
     configs.push(cfg, ...(await followUrls(cfg, fetchOpts, seen, notes, errors)));
   };
   const dirs = [...(opts.includeSystem ? [SYSTEM_CONFIG_DIR] : []), ...(opts.dirs ?? CONFIG_DIRS)];
+  const acceptYip = opts.acceptYip ?? opts.includeSystem === true;
   for (const dir of dirs) {
     let real: string;
     try {
@@ -263,7 +305,7 @@ export async function collectConfig(opts: CollectOptions = {}): Promise<Collecte
       continue;
     }
     for (const f of listConfigFiles(real)) {
-      await add(loadFile(root, join(dir, f.slice(real.length + 1)), notes, errors));
+      await add(loadFile(root, join(dir, f.slice(real.length + 1)), notes, errors, acceptYip));
     }
   }
   for (const src of opts.extra ?? []) {

@@ -157,7 +157,8 @@ function addMember(db: AccountsDb, group: string, user: string): boolean {
 
 /** The shadow hash to store for a configured password, reusing the old hash when it still matches. */
 export function shadowHash(passwd: string, old: string | undefined): string {
-  if (isCryptHash(passwd)) return passwd;
+  // Crypt hashes, locked hashes ("!$6$…") and the markers "!", "*", "!!" are stored as given.
+  if (isCryptHash(passwd.replace(/^!+/, "")) || /^[!*]+$/.test(passwd)) return passwd;
   const bare = old?.replace(/^!+/, "");
   if (bare && verifySha512crypt(passwd, bare)) return bare;
   return sha512crypt(passwd);
@@ -211,7 +212,7 @@ export function applyUser(root: string, db: AccountsDb, spec: UserSpec, log: (m:
   }
   if (spec.passwd !== undefined && spec.passwd !== "") {
     const hash = shadowHash(spec.passwd, sh[1]);
-    const want = spec.lock_passwd ? `!${hash}` : hash;
+    const want = spec.lock_passwd && !hash.startsWith("!") ? `!${hash}` : hash;
     if (sh[1] !== want) {
       sh[1] = want;
       sh[2] = today();

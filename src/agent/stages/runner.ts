@@ -178,12 +178,24 @@ export function cloudInitStep(cfg: Record<string, unknown>): Step | undefined {
   const users = (cfg.users as Record<string, unknown>[] | undefined) ?? [];
   const topKeys = (cfg.ssh_authorized_keys as string[] | undefined) ?? [];
   if (users.length) {
-    step.users = Object.fromEntries(users.map((u) => [String(u.name), u]));
-    const keys: Record<string, string[]> = {};
+    // Each user gets its own keys plus the top-level ssh_authorized_keys. A user listed in
+    // several files is one user: later scalars win, groups and keys add up.
+    const byName: Record<string, Record<string, unknown>> = {};
+    const list = (v: unknown): string[] =>
+      Array.isArray(v) ? v.map(String) : typeof v === "string" ? v.split(",") : [];
     for (const u of users) {
-      keys[String(u.name)] = [...((u.ssh_authorized_keys as string[] | undefined) ?? []), ...topKeys];
+      const name = String(u.name);
+      const prev = byName[name] ?? {};
+      byName[name] = {
+        ...prev,
+        ...u,
+        groups: [...new Set([...list(prev.groups), ...list(u.groups)].map((g) => g.trim()).filter(Boolean))],
+        ssh_authorized_keys: [
+          ...new Set([...list(prev.ssh_authorized_keys), ...list(u.ssh_authorized_keys), ...topKeys]),
+        ],
+      };
     }
-    step.authorized_keys = keys;
+    step.users = byName;
   } else if (topKeys.length) step.authorized_keys = { root: topKeys };
   if (Array.isArray(cfg.write_files) && cfg.write_files.length) step.files = cfg.write_files;
   if (Array.isArray(cfg.runcmd) && cfg.runcmd.length) {
@@ -270,6 +282,7 @@ export async function runStage(stage: string, opts: RunStageOptions = {}): Promi
       ...opts.collect,
       root,
       includeSystem: opts.collect?.includeSystem ?? (SYSTEM_STAGES as readonly string[]).includes(base),
+      acceptYip: opts.collect?.acceptYip ?? true,
     });
     for (const n of collected.notes) log(formatNote(n));
     for (const e of collected.errors) {

@@ -278,8 +278,17 @@ async function fetchKeys(env: StepEnv, key: string): Promise<string[]> {
 
 /** `authorized_keys` (user → keys): append missing keys to ~/.ssh/authorized_keys (0600, dir 0700). */
 export async function stepAuthorizedKeys(env: StepEnv, step: Step): Promise<void> {
-  const map = step.authorized_keys as Record<string, string[]> | undefined;
-  if (!map) return;
+  // authorized_keys, plus the ssh_authorized_keys of the step's users (as yip does).
+  const map: Record<string, string[]> = {
+    ...((step.authorized_keys as Record<string, string[]> | undefined) ?? {}),
+  };
+  for (const [key, spec] of Object.entries((step.users as Record<string, UserSpec> | undefined) ?? {})) {
+    const keys = spec?.ssh_authorized_keys ?? [];
+    if (!keys.length) continue;
+    const name = spec.name || key;
+    map[name] = [...new Set([...(map[name] ?? []), ...keys])];
+  }
+  if (!Object.keys(map).length) return;
   const db = loadAccounts(env.root);
   const problems: string[] = [];
   for (const [user, keys] of Object.entries(map)) {

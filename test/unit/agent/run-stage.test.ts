@@ -148,6 +148,44 @@ users:
     assert.ok(again.lines.some((l) => /account files unchanged/.test(l)));
   });
 
+  it("step users: keys from ssh_authorized_keys, '!' stored as a lock marker, lock_passwd keeps the hash", async () => {
+    const root = newRoot();
+    const { report, lines } = await stage(
+      root,
+      "initramfs",
+      `stages:
+  initramfs:
+  - users:
+      kairos:
+        passwd: "!"
+        shell: /bin/bash
+        groups: [admin]
+        ssh_authorized_keys: [ssh-ed25519 AAAAstep k@h]
+      locked:
+        passwd: "$6$salt$hash"
+        lock_passwd: true
+`,
+    );
+    assert.equal(report.failed, 0, lines.join("\n"));
+    assert.match(read(root, "etc/shadow"), /^kairos:!:/m);
+    assert.match(read(root, "etc/shadow"), /^locked:!\$6\$salt\$hash:/m);
+    assert.equal(read(root, "home/kairos/.ssh/authorized_keys"), "ssh-ed25519 AAAAstep k@h\n");
+  });
+
+  it("a user listed in two config files is one user: groups and keys add up, later scalars win", async () => {
+    const root = newRoot();
+    const { report } = await stage(
+      root,
+      "boot",
+      "users:\n- name: k\n  shell: /bin/sh\n  groups: [a]\n  ssh_authorized_keys: [ssh-ed25519 AAAA1 x]\n- name: k\n  shell: /bin/bash\n  groups: [b]\n  ssh_authorized_keys: [ssh-ed25519 AAAA2 y]\n",
+    );
+    assert.equal(report.failed, 0);
+    assert.match(read(root, "etc/passwd"), /^k:x:1000:1000::\/home\/k:\/bin\/bash$/m);
+    assert.match(read(root, "etc/group"), /^a:x:\d+:k$/m);
+    assert.match(read(root, "etc/group"), /^b:x:\d+:k$/m);
+    assert.equal(read(root, "home/k/.ssh/authorized_keys"), "ssh-ed25519 AAAA1 x\nssh-ed25519 AAAA2 y\n");
+  });
+
   it("changes the hash when the password changes", async () => {
     const root = newRoot();
     await stage(root, "boot", "users:\n- name: k\n  passwd: one\n");
@@ -326,7 +364,11 @@ describe("run-stage: downloads and bad roots", () => {
     assert.equal(report.failed, 0, lines.join("\n"));
     assert.equal(read(root, "usr/local/bin/tool.sh"), "#!/bin/sh\necho tool\n");
     assert.equal(mode(root, "usr/local/bin/tool.sh"), 0o755);
-    assert.equal(owner(root, "usr/local/bin/tool.sh"), "65534:65534", "owner without group takes the user's group");
+    assert.equal(
+      owner(root, "usr/local/bin/tool.sh"),
+      "65534:65534",
+      "owner without group takes the user's group",
+    );
   });
   it("fails a download that answers 404, or a non-http URL, and writes nothing", async () => {
     const root = newRoot();

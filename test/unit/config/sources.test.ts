@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { collectConfig, loadSource } from "../../../src/config/index.js";
+import { FIXTURES } from "./helpers.js";
 
 let root: string;
 let server: Server;
@@ -110,6 +111,28 @@ describe("config sources", () => {
     writeFileSync(join(r, "oem/big.yaml"), `#cloud-config\n# ${"x".repeat(4 * 1024 * 1024)}\n`);
     const c = await collectConfig({ root: r, cmdline: false });
     assert.match(c.errors[0]!.message, /big\.yaml:1:1: file is larger than 4194304 bytes/);
+  });
+
+  it("reads header-less stage files as yip does when asked (boot stages), only name and stages", async () => {
+    const r = mkdtempSync(join(root, "yip-"));
+    mkdirSync(join(r, "system/oem"), { recursive: true });
+    writeFileSync(join(r, "system/oem/00.yaml"), readFileSync(join(FIXTURES, "yip-no-header.yaml")));
+    writeFileSync(join(r, "system/oem/01.yaml"), "some: other\nyaml: file\n");
+    const c = await collectConfig({ root: r, cmdline: false, includeSystem: true });
+    assert.deepEqual(c.errors, []);
+    const stages = c.merged.value.stages as Record<
+      string,
+      { name: string; environment?: Record<string, string> }[]
+    >;
+    assert.deepEqual(Object.keys(stages), ["rootfs.before", "network", "initramfs"]);
+    assert.equal(stages.network![0]!.name, "look for userdata again");
+    assert.equal(stages.initramfs![0]!.environment!.PERSISTENT_STATE_PATHS, "/etc/ssh /home");
+    assert.equal(c.merged.value.users, undefined);
+    const ignored = c.notes.find((n) => n.keyPath === "users");
+    assert.ok(ignored && /only "name" and "stages" count/.test(ignored.message) && ignored.line === 28);
+    assert.ok(c.notes.some((n) => n.file.endsWith("01.yaml") && /no #cloud-config header/.test(n.message)));
+    const plain = await collectConfig({ root: r, cmdline: false, includeSystem: true, acceptYip: false });
+    assert.equal(plain.merged.value.stages, undefined);
   });
 
   it("reads config from <root>/proc/cmdline", async () => {
