@@ -101,6 +101,48 @@ describe("registry (anonymous)", () => {
     assert.equal(stdout, theirs);
   });
 
+  it("reads Docker schema 2 images (pushed by skopeo --format v2s2) and appends layers in Docker media types", async (t) => {
+    const dir = await tempDir(t);
+    const img = await twoLayerImage();
+    t.after(() => img.close());
+    await writeImage(img, `oci:${dir}/src:t`);
+    await run("skopeo", [
+      "copy",
+      "-q",
+      "--format",
+      "v2s2",
+      "--dest-tls-verify=false",
+      `oci:${dir}/src:t`,
+      `docker://${reg.host}/v2s2/img:1`,
+    ]);
+    const d = await openImage(`docker://${reg.host}/v2s2/img:1`);
+    assert.equal(d.mediaType(), MediaType.DOCKER_MANIFEST);
+    assert.ok((await d.layers()).every((l) => l.mediaType === MediaType.DOCKER_LAYER_GZIP));
+    const extra = await layerTar([{ path: "opt/added", content: "added\n" }]);
+    const more = await appendLayer(d, Readable.from([extra]));
+    t.after(() => more.close());
+    assert.equal((await more.layers()).at(-1)!.mediaType, MediaType.DOCKER_LAYER_GZIP);
+    await writeImage(more, `docker://${reg.host}/v2s2/img:2`);
+    const { stdout } = await run("skopeo", [
+      "inspect",
+      "--raw",
+      "--tls-verify=false",
+      `docker://${reg.host}/v2s2/img:2`,
+    ]);
+    const m = JSON.parse(stdout);
+    assert.equal(m.mediaType, MediaType.DOCKER_MANIFEST);
+    assert.equal(m.layers.length, 3);
+    await run("skopeo", [
+      "copy",
+      "-q",
+      "--src-tls-verify=false",
+      `docker://${reg.host}/v2s2/img:2`,
+      `oci:${dir}/out:t`,
+    ]);
+    await run("umoci", ["unpack", "--rootless", "--image", `${dir}/out:t`, `${dir}/b`]);
+    assert.equal(await readFile(`${dir}/b/rootfs/opt/added`, "utf8"), "added\n");
+  });
+
   it("skips blobs that exist and mounts blobs from another repository of the same registry", async (t) => {
     const img = await twoLayerImage();
     t.after(() => img.close());

@@ -1,10 +1,18 @@
 import assert from "node:assert/strict";
+import { createReadStream } from "node:fs";
 import { readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { createGunzip } from "node:zlib";
-import { blobPath, copyImage, DigestMismatchError, openImage, writeImage } from "../../../src/oci/index.js";
-import { readTar } from "../../../src/tar/index.js";
+import {
+  blobPath,
+  copyImage,
+  DigestMismatchError,
+  editConfig,
+  openImage,
+  writeImage,
+} from "../../../src/oci/index.js";
+import { readTar, writeTar } from "../../../src/tar/index.js";
 import { collect, tempDir } from "../../helpers/tmp.js";
 import { twoLayerImage } from "./fixtures.js";
 
@@ -136,6 +144,43 @@ describe("oci-archive and docker-archive", () => {
     // docker-archive's gzip-compressed layers are read too (docker load accepts them)
     const gz = await collect((await (await img.layers())[0]!.compressed()).pipe(createGunzip()));
     assert.equal((await import("../../../src/oci/digest.js")).sha256(gz), layers[0]!.diffId);
+  });
+
+  it("selects an image of a multi-image docker-archive by name or @index, and lists names otherwise", async (t) => {
+    const dir = await tempDir(t);
+    const a = await twoLayerImage();
+    t.after(() => a.close());
+    const b = await editConfig(await twoLayerImage(), { labels: { which: "b" } });
+    t.after(() => b.close());
+    await writeImage(a, `docker-archive:${dir}/a.tar:x/a:1`);
+    await writeImage(b, `docker-archive:${dir}/b.tar:x/b:1`);
+    // Merge the two archives into one, as `docker save a b` would.
+    const members = new Map<string, Buffer>();
+    const manifests: unknown[] = [];
+    for (const f of ["a.tar", "b.tar"]) {
+      for await (const e of readTar(createReadStream(join(dir, f)))) {
+        const body = await collect(e.body);
+        if (e.path === "manifest.json") manifests.push(...JSON.parse(body.toString()));
+        else members.set(e.path, body);
+      }
+    }
+    members.set("manifest.json", Buffer.from(JSON.stringify(manifests)));
+    const entries = [...members].map(([path, body]) => ({
+      header: { path, type: "file" as const, mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: 0 },
+      body,
+    }));
+    await writeFile(join(dir, "both.tar"), await collect(writeTar(entries)));
+    await assert.rejects(openImage(`docker-archive:${dir}/both.tar`), (e: Error & { hint?: string }) => {
+      return /holds 2 images; name one/.test(e.message) && /x\/a:1, x\/b:1/.test(e.hint ?? "");
+    });
+    const byName = await openImage(`docker-archive:${dir}/both.tar:x/b:1`);
+    assert.equal((await byName.config()).config?.Labels?.which, "b");
+    const byIndex = await openImage(`docker-archive:${dir}/both.tar:@0`);
+    assert.deepEqual(await byIndex.rawConfig(), await a.rawConfig());
+    await assert.rejects(
+      openImage(`docker-archive:${dir}/both.tar:@5`),
+      /no image @5 \(the archive holds 2\)/,
+    );
   });
 
   it("refuses an archive that ends early", async (t) => {
