@@ -1,6 +1,9 @@
 import { createReadStream } from "node:fs";
 import { rm } from "node:fs/promises";
-import type { Readable } from "node:stream";
+import { pipeline, type Readable } from "node:stream";
+
+const noop = () => {};
+
 import { KairosError } from "../sys/index.js";
 import { AutoDecompress } from "./compression.js";
 import { DigestMismatchError, isDigest, sha256, VerifyingStream } from "./digest.js";
@@ -159,8 +162,8 @@ export class BlobLayer implements Layer {
   async compressed(): Promise<Readable> {
     const raw = await this.open(this.descriptor);
     const v = new VerifyingStream(this.descriptor, `${this.what}: layer ${this.digest}`);
-    raw.on("error", (e) => v.destroy(e));
-    return raw.pipe(v);
+    // pipeline: an error anywhere reaches the consumer; a consumer that stops early frees the source.
+    return pipeline(raw, v, noop);
   }
   async uncompressed(): Promise<Readable> {
     const c = await this.compressed();
@@ -169,9 +172,7 @@ export class BlobLayer implements Layer {
       { digest: this.diffId },
       `${this.what}: uncompressed layer ${this.digest} (diff id)`,
     );
-    c.on("error", (e) => d.destroy(e));
-    d.on("error", (e) => v.destroy(e));
-    return c.pipe(d).pipe(v);
+    return pipeline(c, d, v, noop);
   }
 }
 

@@ -1,4 +1,4 @@
-import { type Readable, Transform, type TransformCallback } from "node:stream";
+import { pipeline, type Readable, Transform, type TransformCallback } from "node:stream";
 import type { Progress, Task } from "../sys/index.js";
 
 /** Passes bytes through, reporting the running count. */
@@ -16,10 +16,7 @@ export class CountingStream extends Transform {
 
 /** Pipe `src` into a counting stream that updates `task`; errors of `src` propagate. */
 export function counted(src: Readable, task: Task): CountingStream {
-  const c = new CountingStream((n) => task.update(n));
-  src.on("error", (e: Error) => c.destroy(e));
-  src.pipe(c);
-  return c;
+  return pipeline(src, new CountingStream((n) => task.update(n)), () => {});
 }
 
 /** "sha256:0123456789ab" — a short digest for progress lines. */
