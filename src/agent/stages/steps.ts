@@ -333,6 +333,7 @@ export async function stepModules(env: StepEnv, step: Step): Promise<void> {
     return;
   }
   for (const m of mods) {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(m)) throw new Error(`invalid module name ${JSON.stringify(m)}`);
     await run("modprobe", [m]);
     env.log(`modules: loaded ${m}`);
   }

@@ -20,8 +20,9 @@ const UNIT_RE = /^[A-Za-z0-9:_.\\@-]+$/;
 
 /** "sshd" → "sshd.service"; names with a known suffix stay as they are. */
 export function unitName(name: string): string {
-  if (!UNIT_RE.test(name) || name.includes(".."))
+  if (!UNIT_RE.test(name) || name.includes("..") || name.startsWith("-")) {
     throw new Error(`invalid unit name ${JSON.stringify(name)}`);
+  }
   return /\.(service|socket|target|timer|path|mount|automount|swap|slice|scope|device)$/.test(name)
     ? name
     : `${name}.service`;
@@ -126,8 +127,10 @@ export function enableUnit(root: string, name: string, seen = new Set<string>())
 }
 
 /** Remove every symlink under /etc/systemd/system that enables `unit` (or aliases it). */
-export function disableUnit(root: string, name: string): string[] {
+export function disableUnit(root: string, name: string, seen = new Set<string>()): string[] {
   const unit = unitName(name);
+  if (seen.has(unit)) return [];
+  seen.add(unit);
   const file = findUnit(root, unit);
   const etc = resolveInRoot(root, ETC);
   const log: string[] = [];
@@ -166,6 +169,9 @@ export function disableUnit(root: string, name: string): string[] {
     }
   }
   if (log.length === 0) log.push(`${unit}: was not enabled`);
+  // Units named in Also= are disabled together with this one, as systemctl does.
+  const also = file ? (parseInstall(readInRoot(root, file) ?? "").Also ?? []) : [];
+  for (const a of also) log.push(...disableUnit(root, a, seen));
   return log;
 }
 
