@@ -181,7 +181,9 @@ async function copyWithProgress(
   const image = await openImage(src, { ...opts, creds: opts.srcCreds ?? opts.creds });
   try {
     const layers = await image.layers();
-    progress.info(`copying ${image.name} (${layers.length} layers) to ${formatDest(dest)}`);
+    progress.info(
+      `copying ${image.name} (${layers.length} layer${layers.length === 1 ? "" : "s"}) to ${formatDest(dest)}`,
+    );
     const digest = await writeImage(image, dest, { ...opts, creds: opts.destCreds ?? opts.creds, progress });
     return { digest, layers: layers.length, size: layers.reduce((n, l) => n + l.size, 0) };
   } finally {

@@ -183,6 +183,50 @@ describe("oci-archive and docker-archive", () => {
     );
   });
 
+  it("never reads outside an archive or a layout (symlink members, ../ names, digests with paths)", async (t) => {
+    const dir = await tempDir(t);
+    const img = await twoLayerImage();
+    t.after(() => img.close());
+    const cfg = await img.rawConfig();
+    const manifest = Buffer.from(
+      JSON.stringify([{ Config: "c.json", RepoTags: ["x:1"], Layers: ["l1.tar", "l2.tar"] }]),
+    );
+    const file = (path: string, body: Buffer) => ({
+      header: { path, type: "file" as const, mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: 0 },
+      body,
+    });
+    const link = (path: string, linkname: string) => ({
+      header: { path, type: "symlink" as const, mode: 0o777, uid: 0, gid: 0, size: 0, mtime: 0, linkname },
+    });
+    await writeFile(
+      join(dir, "evil.tar"),
+      await collect(
+        writeTar([
+          file("manifest.json", manifest),
+          file("c.json", cfg),
+          link("l1.tar", "../../../../../../etc/passwd"),
+          link("l2.tar", "/etc/passwd"),
+        ]),
+      ),
+    );
+    await assert.rejects(
+      openImage(`docker-archive:${dir}/evil.tar`),
+      /layer l1.tar is missing from the archive/,
+    );
+    const m2 = Buffer.from(JSON.stringify([{ Config: "../c.json", RepoTags: [], Layers: [] }]));
+    await writeFile(
+      join(dir, "evil2.tar"),
+      await collect(writeTar([file("manifest.json", m2), file("c.json", cfg)])),
+    );
+    await assert.rejects(openImage(`docker-archive:${dir}/evil2.tar`), /missing from the archive/);
+    // an oci layout whose index points at a "digest" with a path in it
+    await writeImage(img, `oci:${dir}/layout`);
+    const index = JSON.parse(await readFile(join(dir, "layout/index.json"), "utf8"));
+    index.manifests[0].digest = "sha256:../../../../etc/passwd";
+    await writeFile(join(dir, "layout/index.json"), JSON.stringify(index));
+    await assert.rejects(openImage(`oci:${dir}/layout`), /invalid descriptor/);
+  });
+
   it("refuses an archive that ends early", async (t) => {
     const dir = await tempDir(t);
     const img = await twoLayerImage();
