@@ -8,7 +8,7 @@ import {
   formatNote,
   SYSTEM_STAGES,
 } from "../../config/index.js";
-import { KairosError } from "../../sys/index.js";
+import { KairosError, ToolFailedError } from "../../sys/index.js";
 import { readInRoot } from "./fsops.js";
 import {
   chooseShell,
@@ -162,8 +162,11 @@ async function skipReason(env: StepEnv, step: Step): Promise<string | undefined>
     try {
       await shell(env, step.if);
     } catch (err) {
-      const code = (err as { exitCode?: number }).exitCode;
-      return `if ${JSON.stringify(step.if)} exited ${code ?? "with an error"}`;
+      // A false condition skips the step; failing to run the condition at all (no shell, chroot
+      // refused: exit 125) fails it, so a broken environment is never mistaken for "false".
+      if (!(err instanceof ToolFailedError) || err.signal !== null) throw err;
+      if (env.shell === "chroot" && err.exitCode === 125) throw err;
+      return `if ${JSON.stringify(step.if)} exited ${err.exitCode}`;
     }
   }
   return undefined;

@@ -439,6 +439,18 @@ stages:
     assert.ok(existsSync(join(root, "ran-yes")));
   });
 
+  it("fails (not skips) a step whose if could not run to an exit status", async () => {
+    const root = newRoot();
+    const { report } = await stage(
+      root,
+      "boot",
+      'stages:\n  boot:\n  - if: "kill -9 $$"\n    commands: ["touch ran"]\n',
+    );
+    assert.equal(report.steps[0]!.status, "failed");
+    assert.match(report.steps[0]!.reason!, /killed by SIGKILL/);
+    assert.ok(!existsSync(join(root, "ran")));
+  });
+
   it("filters steps with only_os, only_os_version and only_arch", async () => {
     const root = newRoot();
     const { report } = await stage(
