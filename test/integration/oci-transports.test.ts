@@ -20,6 +20,10 @@ describe("archives and layouts, cross-checked with skopeo and umoci", () => {
     t.after(() => img.close());
     await writeImage(img, `oci-archive:${dir}/a.tar:v1`);
     assert.equal(await skopeoDigest(`oci-archive:${dir}/a.tar:v1`), await img.digest());
+    // skopeo copies our layout into its own dir: format with every blob verified
+    await writeImage(img, `oci:${dir}/layout:v1`);
+    await run("skopeo", ["copy", "-q", `oci:${dir}/layout:v1`, `dir:${dir}/skopeo-dir`]);
+    assert.deepEqual(await readFile(`${dir}/skopeo-dir/manifest.json`), await img.rawManifest());
     await writeImage(img, `docker-archive:${dir}/d.tar:example/two:1`);
     await run("skopeo", ["copy", "-q", `docker-archive:${dir}/d.tar`, `oci:${dir}/from-docker:t`]);
     await run("umoci", ["unpack", "--rootless", "--image", `${dir}/from-docker:t`, `${dir}/b`]);
