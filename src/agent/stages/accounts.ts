@@ -274,3 +274,105 @@ function chownTree(dir: string, uid: number, gid: number): void {
     else lchownSync(p, uid, gid);
   }
 }
+
+/** The account file an entity kind lives in, and its field order. */
+const ENTITY_KINDS: Record<string, { file: string; fields: string[]; id: string }> = {
+  user: {
+    file: "/etc/passwd",
+    fields: ["username", "password", "uid", "gid", "info", "homedir", "shell"],
+    id: "username",
+  },
+  shadow: {
+    file: "/etc/shadow",
+    fields: [
+      "username",
+      "password",
+      "last_changed",
+      "minimum_changed",
+      "maximum_changed",
+      "warn",
+      "inactive",
+      "expire",
+      "reserved",
+    ],
+    id: "username",
+  },
+  group: { file: "/etc/group", fields: ["group_name", "password", "gid", "users"], id: "group_name" },
+};
+
+/** An account entity as yip's `ensure_entities` / `delete_entities` describe it (a YAML document). */
+export interface Entity {
+  kind: string;
+  [field: string]: unknown;
+}
+
+function entityTable(db: AccountsDb, file: string): Table {
+  if (file === "/etc/passwd") return db.passwd;
+  if (file === "/etc/shadow") return db.shadow;
+  if (file === "/etc/group") return db.group;
+  throw new Error(`entities can only be applied to /etc/passwd, /etc/shadow or /etc/group, not ${file}`);
+}
+
+function entitySpec(
+  e: Entity,
+  path: string | undefined,
+): { kind: (typeof ENTITY_KINDS)[string]; table: string } {
+  const kind = ENTITY_KINDS[String(e.kind)];
+  if (!kind) throw new Error(`unsupported entity kind ${JSON.stringify(e.kind)} (user, shadow or group)`);
+  const file = path || kind.file;
+  if (file !== kind.file) throw new Error(`a ${e.kind} entity belongs in ${kind.file}, not ${file}`);
+  return { kind, table: file };
+}
+
+/**
+ * ensure_entities: add or replace one passwd/shadow/group line. Like yip: a shadow password that
+ * is not a hash is hashed, `last_changed: now` becomes today; a group keeps its existing members
+ * (the entity's `users` are added) and its gid/password when the entity leaves them empty.
+ */
+export function ensureEntity(
+  db: AccountsDb,
+  e: Entity,
+  path: string | undefined,
+  log: (m: string) => void,
+): void {
+  const { kind, table } = entitySpec(e, path);
+  const t = entityTable(db, table);
+  const val = (f: string) => (e[f] === undefined || e[f] === null ? "" : String(e[f]));
+  const id = val(kind.id);
+  if (!NAME_RE.test(id)) throw new Error(`invalid ${kind.id} ${JSON.stringify(id)}`);
+  const row = kind.fields.map((f) => checkField(f, val(f)));
+  const cur = t.find(id);
+  if (e.kind === "shadow") {
+    if (row[1] !== "") row[1] = shadowHash(row[1]!, cur?.[1]);
+    if (row[2] === "now") row[2] = today();
+  }
+  if (e.kind === "group" && cur) {
+    const members = [...(cur[3] ?? "").split(","), ...row[3]!.split(",")].filter(Boolean);
+    row[3] = [...new Set(members)].join(",");
+    if (row[1] === "") row[1] = cur[1] ?? "";
+    if (row[2] === "") row[2] = cur[2] ?? "";
+  }
+  if (cur) {
+    if (cur.join(":") === row.join(":")) return;
+    cur.splice(0, cur.length, ...row);
+    log(`updated ${e.kind} ${id} in ${table}`);
+  } else {
+    t.rows.push(row);
+    log(`added ${e.kind} ${id} to ${table}`);
+  }
+}
+
+/** delete_entities: remove the line of that user/shadow/group entry, if present. */
+export function deleteEntity(
+  db: AccountsDb,
+  e: Entity,
+  path: string | undefined,
+  log: (m: string) => void,
+): void {
+  const { kind, table } = entitySpec(e, path);
+  const t = entityTable(db, table);
+  const id = e[kind.id] === undefined ? "" : String(e[kind.id]);
+  const before = t.rows.length;
+  t.rows = t.rows.filter((r) => !(Array.isArray(r) && r[0] === id));
+  if (t.rows.length !== before) log(`removed ${e.kind} ${id} from ${table}`);
+}

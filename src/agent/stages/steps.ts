@@ -1,10 +1,14 @@
 import { accessSync, existsSync, constants as fsc, writeFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
+import { parse as parseYaml } from "yaml";
 import { resolveInRoot } from "../../config/index.js";
 import { run } from "../../sys/index.js";
 import {
   type AccountsDb,
   applyUser,
+  deleteEntity,
+  type Entity,
+  ensureEntity,
   loadAccounts,
   lookupGroup,
   lookupUser,
@@ -187,6 +191,44 @@ export async function stepDownloads(env: StepEnv, step: Step): Promise<void> {
     const r = writeFileInRoot(env.root, path, data, { mode, uid: uid ?? 0, gid: gid ?? 0 });
     env.log(`downloads: ${r} ${path} from ${url} (${octal(mode)}, ${data.length} bytes)`);
   }
+}
+
+function entities(step: Step, key: string): { entity: Entity; path?: string }[] {
+  const list = (step[key] as Record<string, unknown>[] | undefined) ?? [];
+  return list.map((x, i) => {
+    let entity: unknown;
+    try {
+      entity = parseYaml(String(x.entity ?? ""), { version: "1.1" });
+    } catch (err) {
+      throw new Error(`${key}[${i}].entity is not valid YAML: ${(err as Error).message.split("\n")[0]}`);
+    }
+    if (entity === null || typeof entity !== "object" || Array.isArray(entity)) {
+      throw new Error(`${key}[${i}].entity must be a YAML map with a kind`);
+    }
+    return { entity: entity as Entity, path: x.path ? String(x.path) : undefined };
+  });
+}
+
+/** `ensure_entities`: add or replace passwd/shadow/group lines described as yip entities. */
+export function stepEnsureEntities(env: StepEnv, step: Step): void {
+  const list = entities(step, "ensure_entities");
+  if (!list.length) return;
+  const db = loadAccounts(env.root);
+  for (const { entity, path } of list)
+    ensureEntity(db, entity, path, (m) => env.log(`ensure_entities: ${m}`));
+  const changed = saveAccounts(env.root, db);
+  env.log(`ensure_entities: ${changed.length ? `wrote ${changed.join(", ")}` : "account files unchanged"}`);
+}
+
+/** `delete_entities`: remove passwd/shadow/group lines. */
+export function stepDeleteEntities(env: StepEnv, step: Step): void {
+  const list = entities(step, "delete_entities");
+  if (!list.length) return;
+  const db = loadAccounts(env.root);
+  for (const { entity, path } of list)
+    deleteEntity(db, entity, path, (m) => env.log(`delete_entities: ${m}`));
+  const changed = saveAccounts(env.root, db);
+  env.log(`delete_entities: ${changed.length ? `wrote ${changed.join(", ")}` : "account files unchanged"}`);
 }
 
 /** `commands`: each with sh -c, in order; the first failure fails the step. */
@@ -419,8 +461,6 @@ export function stepEnvironment(env: StepEnv, step: Step): void {
 /** Step keys we accept in the schema but do not act on yet: logged, never silently dropped. */
 export const UNSUPPORTED_KEYS = [
   "git",
-  "ensure_entities",
-  "delete_entities",
   "datasource",
   "layout",
   "packages",

@@ -186,6 +186,75 @@ users:
     assert.equal(read(root, "home/k/.ssh/authorized_keys"), "ssh-ed25519 AAAA1 x\nssh-ed25519 AAAA2 y\n");
   });
 
+  it("ensure_entities / delete_entities edit passwd, shadow and group lines as yip entities", async () => {
+    const root = newRoot();
+    const yaml = `stages:
+  initramfs:
+  - name: groups
+    ensure_entities:
+    - entity: |
+        kind: "group"
+        group_name: "admin"
+        password: "x"
+        gid: 900
+    - path: /etc/passwd
+      entity: |
+        kind: "user"
+        username: "svc"
+        password: "x"
+        uid: 901
+        gid: 900
+        info: "service"
+        homedir: "/srv/svc"
+        shell: "/usr/sbin/nologin"
+    - entity: |
+        kind: "shadow"
+        username: "svc"
+        password: "s3cret"
+        last_changed: "now"
+  - name: users
+    users:
+      kairos:
+        groups: [admin]
+  - name: drop nobody
+    delete_entities:
+    - entity: |
+        kind: "user"
+        username: "nobody"
+`;
+    const first = await stage(root, "initramfs", yaml);
+    assert.equal(first.report.failed, 0, first.lines.join("\n"));
+    assert.match(read(root, "etc/group"), /^admin:x:900:kairos$/m);
+    assert.match(read(root, "etc/passwd"), /^svc:x:901:900:service:\/srv\/svc:\/usr\/sbin\/nologin$/m);
+    assert.doesNotMatch(read(root, "etc/passwd"), /^nobody:/m);
+    const svc = /^svc:([^:]*):(\d+):/m.exec(read(root, "etc/shadow"))!;
+    assert.ok(verifySha512crypt("s3cret", svc[1]!), "plain shadow passwords are hashed");
+    assert.equal(Number(svc[2]), Math.floor(Date.now() / 86400000));
+    const snapshot = ["etc/passwd", "etc/shadow", "etc/group"].map((p) => read(root, p));
+    const second = await stage(root, "initramfs", yaml);
+    assert.equal(second.report.failed, 0);
+    assert.deepEqual(
+      ["etc/passwd", "etc/shadow", "etc/group"].map((p) => read(root, p)),
+      snapshot,
+      "running again changes nothing (group members kept, hash reused)",
+    );
+  });
+
+  it("refuses entities of an unknown kind or aimed at another file", async () => {
+    const root = newRoot();
+    const { report } = await stage(
+      root,
+      "boot",
+      'stages:\n  boot:\n  - ensure_entities:\n    - entity: "kind: printer"\n  - ensure_entities:\n    - path: /etc/shadow\n      entity: "kind: user\\nusername: x"\n',
+    );
+    assert.deepEqual(
+      report.steps.map((x) => x.status),
+      ["failed", "failed"],
+    );
+    assert.match(report.steps[0]!.reason!, /unsupported entity kind "printer"/);
+    assert.match(report.steps[1]!.reason!, /belongs in \/etc\/passwd, not \/etc\/shadow/);
+  });
+
   it("changes the hash when the password changes", async () => {
     const root = newRoot();
     await stage(root, "boot", "users:\n- name: k\n  passwd: one\n");
