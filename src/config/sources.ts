@@ -296,16 +296,31 @@ export async function collectConfig(opts: CollectOptions = {}): Promise<Collecte
   };
   const dirs = [...(opts.includeSystem ? [SYSTEM_CONFIG_DIR] : []), ...(opts.dirs ?? CONFIG_DIRS)];
   const acceptYip = opts.acceptYip ?? opts.includeSystem === true;
-  for (const dir of dirs) {
+  const readDir = async (dir: string) => {
     let real: string;
     try {
       real = resolveInRoot(root, dir);
     } catch (err) {
       errors.push(new ConfigError(root === "/" ? dir : join(root, dir), 1, 1, "", (err as Error).message));
-      continue;
+      return;
     }
     for (const f of listConfigFiles(real)) {
       await add(loadFile(root, join(dir, f.slice(real.length + 1)), notes, errors, acceptYip));
+    }
+  };
+  for (const dir of dirs) await readDir(dir);
+  // `cloud-init-paths` names more directories of stage files (yip reads them too); read them
+  // after the standard ones, each once.
+  if (acceptYip) {
+    const done = new Set(dirs);
+    for (let i = 0; i < configs.length; i++) {
+      const extraDirs = configs[i]!.value["cloud-init-paths"];
+      if (!Array.isArray(extraDirs)) continue;
+      for (const d of extraDirs.map(String)) {
+        if (done.has(d)) continue;
+        done.add(d);
+        await readDir(d);
+      }
     }
   }
   for (const src of opts.extra ?? []) {

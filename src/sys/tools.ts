@@ -43,6 +43,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   chroot: "coreutils",
   systemctl: "systemd",
   hostname: "hostname",
+  "systemd-firstboot": "systemd",
 };
 
 const found = new Map<string, string>();

@@ -29,6 +29,7 @@ import {
   stepModules,
   stepSysctl,
   stepSystemctl,
+  stepSystemdFirstboot,
   stepTimesyncd,
   stepUsers,
   UNSUPPORTED_KEYS,
@@ -88,6 +89,7 @@ const PLUGINS: [string, (env: StepEnv, step: Step) => void | Promise<void>][] = 
   ["timesyncd", stepTimesyncd],
   ["systemctl", stepSystemctl],
   ["environment", stepEnvironment],
+  ["systemd_firstboot", stepSystemdFirstboot],
 ];
 
 function osRelease(root: string): Record<string, string> {

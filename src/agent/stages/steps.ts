@@ -458,16 +458,45 @@ export function stepEnvironment(env: StepEnv, step: Step): void {
   env.log(`environment: ${r} ${path} (${Object.keys(vars).join(", ")})`);
 }
 
+/** systemd-firstboot options a step may set (never --prompt-* or --copy-*, which read the host). */
+const FIRSTBOOT_KEYS = new Set([
+  "locale",
+  "locale-messages",
+  "keymap",
+  "timezone",
+  "hostname",
+  "root-password",
+  "root-password-hashed",
+  "root-shell",
+  "kernel-command-line",
+]);
+
+/** `systemd_firstboot`: run systemd-firstboot with --KEY=VALUE (and --root when root is not /). */
+export async function stepSystemdFirstboot(env: StepEnv, step: Step): Promise<void> {
+  const opts = Object.entries((step.systemd_firstboot as Record<string, unknown> | undefined) ?? {});
+  if (!opts.length) return;
+  const args = env.root === "/" ? [] : [`--root=${env.root}`];
+  const shown: string[] = [];
+  for (const [k, v] of opts) {
+    const key = k.toLowerCase().replace(/_/g, "-");
+    if (key === "force") {
+      if (v === true || v === "true") args.push("--force");
+      continue;
+    }
+    if (!FIRSTBOOT_KEYS.has(key)) {
+      throw new Error(
+        `systemd_firstboot: unsupported key ${JSON.stringify(k)} (known: ${[...FIRSTBOOT_KEYS].join(", ")}, force)`,
+      );
+    }
+    args.push(`--${key}=${String(v)}`);
+    shown.push(key.startsWith("root-password") ? `${key}=…` : `${key}=${String(v)}`);
+  }
+  await run("systemd-firstboot", args, { signal: env.signal });
+  env.log(`systemd_firstboot: ${shown.join(" ")}`);
+}
+
 /** Step keys we accept in the schema but do not act on yet: logged, never silently dropped. */
-export const UNSUPPORTED_KEYS = [
-  "git",
-  "datasource",
-  "layout",
-  "packages",
-  "systemd_firstboot",
-  "unpack_images",
-  "after",
-];
+export const UNSUPPORTED_KEYS = ["git", "datasource", "layout", "packages", "unpack_images", "after"];
 
 export function existsInRoot(root: string, path: string): boolean {
   try {

@@ -422,6 +422,32 @@ stages:
   });
 });
 
+describe("run-stage: systemd_firstboot", () => {
+  it("runs the real systemd-firstboot against the root", async () => {
+    const root = newRoot();
+    rmSync(join(root, "etc/hostname"), { force: true });
+    const { report, lines } = await stage(
+      root,
+      "boot",
+      "stages:\n  boot:\n  - systemd_firstboot:\n      keymap: us\n      locale: C.UTF-8\n      timezone: UTC\n",
+    );
+    assert.equal(report.failed, 0, lines.join("\n"));
+    assert.equal(read(root, "etc/vconsole.conf"), "KEYMAP=us\n");
+    assert.match(read(root, "etc/default/locale"), /LANG=C\.UTF-8/);
+    assert.equal(readlinkSync(join(root, "etc/localtime")), "../usr/share/zoneinfo/UTC");
+  });
+  it("refuses options that prompt or copy from the host", async () => {
+    const root = newRoot();
+    const { report } = await stage(
+      root,
+      "boot",
+      "stages:\n  boot:\n  - systemd_firstboot:\n      copy_root_password: true\n",
+    );
+    assert.equal(report.failed, 1);
+    assert.match(report.steps[0]!.reason!, /unsupported key "copy_root_password"/);
+  });
+});
+
 describe("run-stage: downloads and bad roots", () => {
   it("downloads a URL to a path with mode and owner; a path ending in / takes the URL's file name", async () => {
     const root = newRoot();

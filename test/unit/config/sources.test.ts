@@ -135,6 +135,19 @@ describe("config sources", () => {
     assert.equal(plain.merged.value.stages, undefined);
   });
 
+  it("reads the directories named in cloud-init-paths for stages, once each", async () => {
+    const r = mkdtempSync(join(root, "cip-"));
+    mkdirSync(join(r, "oem"));
+    mkdirSync(join(r, "opt/stages"), { recursive: true });
+    writeFileSync(join(r, "oem/a.yaml"), "#cloud-config\ncloud-init-paths: [/opt/stages, /oem]\n");
+    writeFileSync(join(r, "opt/stages/x.yaml"), "stages:\n  boot:\n  - name: from-extra-path\n");
+    const c = await collectConfig({ root: r, cmdline: false, acceptYip: true });
+    assert.deepEqual(c.merged.value.stages, { boot: [{ name: "from-extra-path" }] });
+    assert.equal(c.configs.length, 2);
+    const plain = await collectConfig({ root: r, cmdline: false });
+    assert.equal(plain.merged.value.stages, undefined, "only stage runs read them");
+  });
+
   it("reads config from <root>/proc/cmdline", async () => {
     const r = mkdtempSync(join(root, "cmdline-"));
     mkdirSync(join(r, "proc"));
