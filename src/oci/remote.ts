@@ -245,6 +245,23 @@ export class Registry {
     reference: string,
     what: string,
   ): Promise<{ bytes: Buffer; mediaType: string }> {
+    const retries = this.opts.retries ?? 3;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.fetchManifest(repo, reference, what);
+      } catch (e) {
+        const transient = e instanceof NetworkError && !/^HTTP4(?!29)/.test(e.code ?? "");
+        if (!transient || attempt >= retries || this.opts.signal?.aborted) throw e;
+        await sleep(200 * 2 ** (attempt + 1), this.opts.signal);
+      }
+    }
+  }
+
+  private async fetchManifest(
+    repo: string,
+    reference: string,
+    what: string,
+  ): Promise<{ bytes: Buffer; mediaType: string }> {
     const res = await this.call({
       path: `/v2/${repo}/manifests/${reference}`,
       scopes: [`repository:${repo}:pull`],
@@ -259,9 +276,23 @@ export class Registry {
     }
     if (res.status !== 200) {
       const detail = await errorDetail(res);
+      if (res.status >= 500 || res.status === 429) {
+        throw new NetworkError(
+          `${this.host}/v2/${repo}/manifests/${reference}`,
+          `HTTP${res.status}`,
+          `HTTP ${res.status} ${detail}`.trim(),
+        );
+      }
       throw new KairosError(`${what}: registry answered HTTP ${res.status} ${detail}`.trim());
     }
-    const bytes = await readBody(res, MAX_MANIFEST_BYTES, `${what} manifest`);
+    const bytes = await readBody(res, MAX_MANIFEST_BYTES, `${what} manifest`).catch(
+      (e: NodeJS.ErrnoException) => {
+        if (e instanceof KairosError) throw e;
+        throw new NetworkError(`${this.host}/v2/${repo}/manifests/${reference}`, e.code, e.message, {
+          cause: e,
+        });
+      },
+    );
     if (isDigest(reference)) verifyBytes(bytes, { digest: reference }, `${what} manifest`);
     const mediaType = detectMediaType(bytes, res.headers["content-type"], `${what} manifest`);
     return { bytes, mediaType };

@@ -77,6 +77,61 @@ describe("registry blob download", () => {
   });
 });
 
+describe("registry manifest fetch", () => {
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: {
+        mediaType: "application/vnd.oci.image.config.v1+json",
+        digest: `sha256:${"0".repeat(64)}`,
+        size: 2,
+      },
+      layers: [],
+    }),
+  );
+  async function server(statuses: number[]) {
+    let calls = 0;
+    const srv = createServer((req, res) => {
+      if (req.url === "/v2/") {
+        res.writeHead(200).end("{}");
+        return;
+      }
+      const status = statuses[calls++] ?? 200;
+      if (status !== 200) {
+        res.writeHead(status, { "content-type": "application/json" });
+        res.end(JSON.stringify({ errors: [{ code: "UNAVAILABLE", message: "try later" }] }));
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/vnd.oci.image.manifest.v1+json" }).end(manifest);
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    return {
+      host: `127.0.0.1:${(srv.address() as { port: number }).port}`,
+      calls: () => calls,
+      close: () => new Promise((r) => srv.close(r)),
+    };
+  }
+
+  it("retries 5xx and 429 answers, then succeeds", async (t) => {
+    const srv = await server([503, 429]);
+    t.after(srv.close);
+    const got = await new Registry(srv.host, { authFiles: [] }).getManifest("r", "t", "test");
+    assert.deepEqual(got.bytes, manifest);
+    assert.equal(srv.calls(), 3);
+  });
+
+  it("does not retry a client error, and names the status", async (t) => {
+    const srv = await server([400]);
+    t.after(srv.close);
+    await assert.rejects(
+      new Registry(srv.host, { authFiles: [] }).getManifest("r", "t", "test"),
+      /test: registry answered HTTP 400/,
+    );
+    assert.equal(srv.calls(), 1);
+  });
+});
+
 describe("auth helpers", () => {
   it("parses bearer and basic challenges", () => {
     assert.deepEqual(
