@@ -82,6 +82,27 @@ export function listConfigFiles(dir: string): string[] {
     });
 }
 
+/** Read a response body, refusing it as soon as it passes `limit` bytes (never buffering more). */
+async function readCapped(res: Response, limit: number): Promise<string> {
+  const declared = Number(res.headers.get("content-length") ?? "0");
+  if (declared > limit) throw new Error(`larger than ${limit} bytes`);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = res.body?.getReader();
+  if (!reader) return "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      throw new Error(`larger than ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
 /** Fetch a config_url body: http(s) only, retries with backoff on network errors and 5xx. */
 export async function fetchConfigText(url: string, opts: FetchOptions = {}): Promise<string> {
   if (!/^https?:\/\//i.test(url)) throw new Error(`only http:// and https:// URLs are fetched, not ${url}`);
@@ -94,11 +115,7 @@ export async function fetchConfigText(url: string, opts: FetchOptions = {}): Pro
         signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
         redirect: "follow",
       });
-      if (res.ok) {
-        const body = await res.arrayBuffer();
-        if (body.byteLength > MAX_CONFIG_BYTES) throw new Error(`larger than ${MAX_CONFIG_BYTES} bytes`);
-        return Buffer.from(body).toString("utf8");
-      }
+      if (res.ok) return await readCapped(res, MAX_CONFIG_BYTES);
       last = `HTTP ${res.status}`;
       if (res.status < 500 && res.status !== 429) break; // a client error will not change on retry
     } catch (err) {

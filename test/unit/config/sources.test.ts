@@ -44,6 +44,22 @@ before(async () => {
         const i = Number(req.url.slice(6, 7));
         return send(200, `#cloud-config\nconfig_url: ${base}/deep-${i + 1}.yaml\n`);
       }
+      case "/endless.yaml": {
+        // Streams without a length until the client gives up; must not be buffered whole.
+        res.writeHead(200, { "content-type": "text/yaml" });
+        const chunk = Buffer.alloc(64 * 1024, 0x61);
+        let sent = 0;
+        const pump = () => {
+          while (sent < 64 * 1024 * 1024 && res.write(chunk)) sent += chunk.length;
+          if (sent < 64 * 1024 * 1024) res.once("drain", pump);
+          else res.end();
+        };
+        res.on("close", () => {
+          sent = Number.POSITIVE_INFINITY;
+        });
+        pump();
+        return;
+      }
       case "/noheader.yaml":
         return send(200, "install:\n  device: /dev/x\n");
       case "/bad.yaml":
@@ -208,6 +224,12 @@ describe("config sources", () => {
     const r = await loadSource(`${base}/deep-0.yaml`, { fetch: { ...fast, maxDepth: 2 } });
     assert.equal(r.configs.length, 3);
     assert.match(r.errors[0]!.message, /too many config_url hops \(more than 2\)/);
+  });
+
+  it("stops reading a config_url body past 4 MiB", async () => {
+    const r = await loadSource(`${base}/endless.yaml`, { fetch: { ...fast, attempts: 1 } });
+    assert.equal(r.configs.length, 0);
+    assert.match(r.errors[0]!.message, /larger than 4194304 bytes/);
   });
 
   it("skips a fetched config without header and rejects an invalid one", async () => {
