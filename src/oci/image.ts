@@ -184,7 +184,27 @@ export class FileLayer extends BlobLayer {
 }
 
 /** An image from its manifest and config bytes plus a layer list; the shape every transport ends in. */
+/** The index an image was selected from (for `inspect`). */
+export interface IndexInfo {
+  digest: string;
+  mediaType: string;
+  /** Platforms the index offers, as os/arch[/variant]. */
+  platforms: string[];
+}
+
+/** Describe an index for IndexInfo. */
+export function indexInfo(bytes: Buffer, mediaType: string, what: string): IndexInfo {
+  const idx = parseIndex(bytes, what);
+  return {
+    digest: sha256(bytes),
+    mediaType,
+    platforms: idx.manifests.map((d) => formatPlatform(d.platform)),
+  };
+}
+
 export class BuiltImage implements Image {
+  /** Set when the image was chosen from an index / manifest list by platform. */
+  index?: IndexInfo;
   private readonly parsedManifest: Manifest;
   private readonly parsedConfig: ImageConfig;
   constructor(

@@ -9,7 +9,9 @@ import { parseDigest, sha256, VerifyingStream } from "./digest.js";
 import {
   type BuiltImage,
   detectMediaType,
+  type IndexInfo,
   imageFromManifest,
+  indexInfo,
   isIndexType,
   parseIndex,
   parseJson,
@@ -119,19 +121,23 @@ export async function openLayoutImage(
   };
   let bytes = await readBlob(desc, "manifest");
   let mediaType = detectMediaType(bytes, desc.mediaType, `${name} manifest`);
+  let selectedFrom: IndexInfo | undefined;
   for (let depth = 0; isIndexType(mediaType); depth++) {
     if (depth > 2) throw new KairosError(`${name}: indexes nested too deeply`);
+    selectedFrom ??= indexInfo(bytes, mediaType, `${name} index`);
     const d = selectPlatform(parseIndex(bytes, `${name} index`), platform, name);
     bytes = await readBlob(d, "manifest");
     mediaType = detectMediaType(bytes, d.mediaType, `${name} manifest`);
   }
-  return imageFromManifest({
+  const image = await imageFromManifest({
     name,
     mediaType,
     manifest: bytes,
     open: (d) => files.open(blobPath(d.digest)),
     cleanups,
   });
+  if (selectedFrom) image.index = selectedFrom;
+  return image;
 }
 
 /** Open `oci:DIR[:TAG]`. */

@@ -4,7 +4,15 @@ import { type Challenge, type Credentials, lookupCredentials, parseChallenge } f
 import { DigestMismatchError, isDigest, verifyBytes } from "./digest.js";
 import { type HttpResponse, NetworkError, readBody, request } from "./http.js";
 import type { BuiltImage } from "./image.js";
-import { detectMediaType, imageFromManifest, isIndexType, parseIndex, selectPlatform } from "./image.js";
+import {
+  detectMediaType,
+  type IndexInfo,
+  imageFromManifest,
+  indexInfo,
+  isIndexType,
+  parseIndex,
+  selectPlatform,
+} from "./image.js";
 import { DEFAULT_PLATFORM, DOCKER_HUB, type DockerReference, formatDockerReference } from "./reference.js";
 import {
   type Descriptor,
@@ -566,18 +574,22 @@ export async function openRemote(
   const reg = registryFor(ref.registry, opts);
   const name = `docker://${formatDockerReference(ref)}`;
   let { bytes, mediaType } = await reg.getManifest(ref.repository, ref.digest ?? ref.tag ?? "latest", name);
+  let index: IndexInfo | undefined;
   for (let depth = 0; isIndexType(mediaType); depth++) {
     if (depth > 2) throw new KairosError(`${name}: indexes nested too deeply`);
+    index ??= indexInfo(bytes, mediaType, `${name} index`);
     const d = selectPlatform(parseIndex(bytes, `${name} index`), opts.platform ?? DEFAULT_PLATFORM, name);
     ({ bytes, mediaType } = await reg.getManifest(ref.repository, d.digest, name));
   }
-  return imageFromManifest({
+  const image = await imageFromManifest({
     name,
     mediaType,
     manifest: bytes,
     open: async (d) => reg.openBlob(ref.repository, d, name),
     origin: { registry: ref.registry, repository: ref.repository },
   });
+  if (index) image.index = index;
+  return image;
 }
 
 export interface PushOptions extends RemoteOptions {

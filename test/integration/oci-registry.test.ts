@@ -6,6 +6,7 @@ import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import {
   appendLayer,
+  type BuiltImage,
   copyImage,
   DigestMismatchError,
   editConfig,
@@ -196,6 +197,11 @@ describe("registry (anonymous)", () => {
     await registryFor(reg.host).putManifest("multi/img", "all", index, MediaType.OCI_INDEX, "index");
     const a = await openImage(`docker://${reg.host}/multi/img:all`);
     assert.equal(await a.digest(), d1);
+    assert.deepEqual((a as BuiltImage).index, {
+      digest: sha256(index),
+      mediaType: MediaType.OCI_INDEX,
+      platforms: ["linux/amd64", "linux/arm64/v8"],
+    });
     const b = await openImage(`docker://${reg.host}/multi/img:all`, {
       platform: { os: "linux", architecture: "arm64" },
     });
@@ -207,6 +213,21 @@ describe("registry (anonymous)", () => {
         /no image for platform linux\/s390x/.test(e.message) &&
         /linux\/amd64, linux\/arm64\/v8/.test(e.hint ?? ""),
     );
+    // the same index copied by skopeo --all into an OCI layout
+    const dir = await tempDir(t);
+    await run("skopeo", [
+      "copy",
+      "-q",
+      "--all",
+      ...NOTLS,
+      `docker://${reg.host}/multi/img:all`,
+      `oci:${dir}:all`,
+    ]);
+    const fromLayout = await openImage(`oci:${dir}:all`, {
+      platform: { os: "linux", architecture: "arm64" },
+    });
+    assert.equal(await fromLayout.digest(), d2);
+    assert.deepEqual((fromLayout as BuiltImage).index?.platforms, ["linux/amd64", "linux/arm64/v8"]);
     // and by digest, with the manifest checked against it
     const byDigest = await openImage(`docker://${reg.host}/multi/img@${d2}`);
     assert.equal(await byDigest.digest(), d2);

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { flattenToDirectory } from "../../oci/flatten.js";
 import {
   applyConfigEdit,
+  BuiltImage,
   type ConfigEdit,
   editConfig,
   formatPlatform,
@@ -142,6 +143,7 @@ async function describe(image: Image) {
     labels: config.config?.Labels ?? {},
     layers: layers.map((l) => ({ digest: l.digest, diffId: l.diffId, size: l.size, mediaType: l.mediaType })),
     size: layers.reduce((n, l) => n + l.size, manifest.config.size),
+    index: image instanceof BuiltImage ? (image.index ?? null) : null,
   };
 }
 
@@ -161,6 +163,7 @@ function humanDescription(d: Awaited<ReturnType<typeof describe>>): string {
         .map(([k, v]) => `${k}=${v}`)
         .join("\n             ") || "-"
     }`,
+    ...(d.index ? [`Index:       ${d.index.digest} (platforms: ${d.index.platforms.join(", ")})`] : []),
     `Layers:      ${d.layers.length}, ${formatBytes(d.size)} in total`,
     ...d.layers.map(
       (l, i) =>
