@@ -166,6 +166,11 @@ async function readHead(index: TarIndex, m: Member): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** "name" → "name:latest", as docker load expects a tag in RepoTags. */
+function withDefaultTag(name: string): string {
+  return name.split("/").pop()!.includes(":") ? name : `${name}:latest`;
+}
+
 function fileHeader(path: string, size: number): TarHeader {
   return { path, type: "file", mode: 0o644, uid: 0, gid: 0, size, mtime: 0 };
 }
@@ -274,7 +279,9 @@ export async function writeDockerArchive(
       }
       yield { header: fileHeader(configName, config.length), body: config };
       const m = Buffer.from(
-        JSON.stringify([{ Config: configName, RepoTags: name ? [name] : [], Layers: layerNames }]),
+        JSON.stringify([
+          { Config: configName, RepoTags: name ? [withDefaultTag(name)] : [], Layers: layerNames },
+        ]),
       );
       yield { header: fileHeader("manifest.json", m.length), body: m };
     }

@@ -141,6 +141,8 @@ describe("oci-archive and docker-archive", () => {
     );
     assert.deepEqual(await entriesOf(d, 1), ["etc", "etc/.wh.a", "etc/c"]);
     await assert.rejects(openImage(`docker-archive:${dir}/d.tar:other:1`), /no image named 'other:1'/);
+    await writeImage(a, `docker-archive:${dir}/untagged.tar:example/os`);
+    await openImage(`docker-archive:${dir}/untagged.tar:example/os:latest`);
     // docker-archive's gzip-compressed layers are read too (docker load accepts them)
     const gz = await collect((await (await img.layers())[0]!.compressed()).pipe(createGunzip()));
     assert.equal((await import("../../../src/oci/digest.js")).sha256(gz), layers[0]!.diffId);
