@@ -3,6 +3,7 @@ export * from "./cloud-config.js";
 export * from "./grub.js";
 export * from "./iso.js";
 export * from "./live.js";
+export * from "./qemu-boot.js";
 export * from "./rootfs-files.js";
 export * from "./rootfs-stream.js";
 export * from "./source.js";

@@ -1,9 +1,13 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import { doctor } from "../factory/doctor.js";
+import { assertContract, frameworkLayer, imageEntries, imageView } from "../factory/init.js";
+import { buildInitramfsFromTar } from "../factory/initramfs.js";
 import { flattenEntries } from "../oci/flatten.js";
-import { type OpenOptions, openImage } from "../oci/index.js";
+import { appendLayer, type OpenOptions, openImage } from "../oci/index.js";
 import type { Image } from "../oci/types.js";
-import { KairosError } from "../sys/index.js";
+import { formatBytes, KairosError, type Progress } from "../sys/index.js";
+import { writeTar } from "../tar/index.js";
 import type { RootfsSource } from "./live.js";
 
 /** A flattened rootfs tarball on disk (`docker export`, mmdebstrap's tar, `kairos image flatten`). */
@@ -27,16 +31,71 @@ export function rootfsFromImage(image: Image, describe = image.name): RootfsSour
   };
 }
 
+export interface KairosRootfsOptions extends OpenOptions {
+  /**
+   * "auto" (default): a base image without /etc/kairos-release gets `kairos init` applied on
+   * the fly (in memory: base layers + one framework layer); "never": use the image as is.
+   */
+  init?: "auto" | "never";
+  progress?: Progress;
+}
+
+export interface OpenedKairosRootfs {
+  rootfs: RootfsSource;
+  /** True when `kairos init` was applied on the fly. */
+  initialized: boolean;
+  close(): Promise<void>;
+}
+
 /**
  * Open an image by reference (docker://, oci:, oci-archive:, docker-archive:, docker-daemon:,
- * dir:) and give its rootfs. The caller closes the image when done.
+ * dir:) and give the rootfs of its Kairos form: a Kairos image as it is, a base image with
+ * the factory applied on the fly (contract check first, so a base without a kernel is
+ * refused with the doctor's findings before anything is built).
  */
-export async function openRootfsImage(
+export async function openKairosRootfs(
   ref: string,
-  opts: OpenOptions = {},
-): Promise<{ image: Image; rootfs: RootfsSource }> {
+  opts: KairosRootfsOptions = {},
+): Promise<OpenedKairosRootfs> {
   const image = await openImage(ref, opts);
-  return { image, rootfs: rootfsFromImage(image, ref) };
+  try {
+    if (opts.init === "never") {
+      return { rootfs: rootfsFromImage(image, ref), initialized: false, close: () => image.close() };
+    }
+    const t1 = opts.progress?.task(`check ${ref}`, undefined, "items");
+    const view = await imageView(image);
+    if (await view.exists("/etc/kairos-release")) {
+      t1?.finish("Kairos image");
+      return { rootfs: rootfsFromImage(image, ref), initialized: false, close: () => image.close() };
+    }
+    const report = await doctor(view);
+    if (!report.ok) t1?.fail("contract not met");
+    assertContract(report, ref);
+    t1?.finish(
+      `base image (${report.family}, kernel ${report.kernel!.version}): applying kairos init on the fly`,
+    );
+    const t2 = opts.progress?.task("universal initramfs", undefined, "items");
+    const initrd = await buildInitramfsFromTar(() => imageEntries(image), { view });
+    t2?.finish(`${formatBytes(initrd.data.length)}, ${initrd.modules.length} modules`);
+    const t3 = opts.progress?.task("framework layer");
+    const layer = await frameworkLayer(view, report, initrd, { signal: opts.signal });
+    const kairos = await appendLayer(image, writeTar(layer.entries), {
+      signal: opts.signal,
+      history: { created_by: "kairos init (on the fly, for media)" },
+    });
+    t3?.finish();
+    return {
+      rootfs: rootfsFromImage(kairos, `${ref} + kairos init`),
+      initialized: true,
+      close: async () => {
+        await kairos.close();
+        await image.close();
+      },
+    };
+  } catch (err) {
+    await image.close();
+    throw err;
+  }
 }
 
 /**

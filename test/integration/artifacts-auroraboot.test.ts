@@ -19,12 +19,12 @@ function kairos(args: string[]) {
 }
 
 /** An OCI image layout with the fixture rootfs as its single (uncompressed) layer. */
-async function fixtureLayout(dir: string): Promise<string> {
+async function fixtureLayout(dir: string, opts: Parameters<typeof writeFixtureTar>[1] = {}): Promise<string> {
   const layout = join(dir, "layout");
   const blobs = join(layout, "blobs", "sha256");
   mkdirSync(blobs, { recursive: true });
   const tar = join(dir, "layer.tar");
-  await writeFixtureTar(tar);
+  await writeFixtureTar(tar, opts);
   const put = (data: Buffer) => {
     const d = createHash("sha256").update(data).digest("hex");
     writeFileSync(join(blobs, d), data);
@@ -184,4 +184,15 @@ test("netboot files, HTTP server with ranges, clean exit on Ctrl-C", async (t) =
   assert.equal(await exited, 0, stderr);
   assert.match(stderr, /http server stopped \(SIGINT\)/);
   assert.ok(existsSync(join(state, "iso", "node.iso")));
+});
+
+test("a base image without a kernel is refused by the contract check, pointing to kairos doctor", async (t) => {
+  const dir = await tempDir(t);
+  const layout = await fixtureLayout(dir, { kernel: false, kairosRelease: null });
+  const out = join(dir, "out");
+  const r = kairos(["build", "iso", `oci:${layout}:latest`, "-o", out]);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /error: .*does not meet the Kairos contract: .*kernel/);
+  assert.match(r.stderr, /kairos doctor/);
+  assert.equal(existsSync(out), false, "nothing written");
 });

@@ -1,13 +1,14 @@
 import type { Command } from "commander";
 import {
+  bootIsoHeadless,
   buildIso,
   buildNetbootFiles,
   type IsoBuildResult,
-  openRootfsImage,
+  loadCloudConfig,
+  openKairosRootfs,
   type RootfsSource,
   rootfsFromTarFile,
 } from "../../artifacts/index.js";
-import type { Image } from "../../oci/types.js";
 import { KairosError, type Progress } from "../../sys/index.js";
 import { action, type GlobalOptions, globals, output, progressFor, type Register } from "../common.js";
 
@@ -16,6 +17,8 @@ interface SourceOptions extends GlobalOptions {
   insecure?: boolean;
   overlayRootfs?: string;
   squashfsLevel?: string;
+  /** false with --no-init. */
+  init?: boolean;
 }
 
 export interface OpenedRootfs {
@@ -28,6 +31,7 @@ export async function resolveRootfs(
   image: string | undefined,
   o: SourceOptions,
   signal: AbortSignal,
+  progress?: Progress,
 ): Promise<OpenedRootfs> {
   if (image && o.rootfsTar) {
     throw new KairosError("give either IMAGE or --rootfs-tar, not both", "drop one of them");
@@ -39,14 +43,14 @@ export async function resolveRootfs(
       "pass an image reference (docker://…, oci:DIR, oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME, dir:DIR) or --rootfs-tar FILE",
     );
   }
-  // TODO(factory): when the image has no /etc/kairos-release, apply `kairos init` on the fly
-  // (initImage from src/factory) before flattening. Until then a plain base boots with its own initrd.
-  const { image: img, rootfs } = await openRootfsImage(image, { insecure: o.insecure ?? false, signal });
-  return { rootfs, close: () => closeImage(img) };
-}
-
-async function closeImage(img: Image): Promise<void> {
-  await img.close();
+  // A base image (no /etc/kairos-release) gets `kairos init` applied on the fly.
+  const opened = await openKairosRootfs(image, {
+    insecure: o.insecure ?? false,
+    signal,
+    progress,
+    init: o.init === false ? "never" : "auto",
+  });
+  return { rootfs: opened.rootfs, close: opened.close };
 }
 
 export function parseIntOption(
@@ -103,6 +107,7 @@ interface IsoCliOptions extends SourceOptions {
   label?: string;
   grubTimeout?: string;
   cmdline?: string;
+  boot?: string | boolean;
 }
 
 interface NetbootCliOptions extends SourceOptions {
@@ -141,20 +146,34 @@ export const registerBuild: Register = (program) => {
     .option("--cmdline <args>", "extra kernel arguments for every menu entry")
     .option("--squashfs-level <n>", "zstd level of rootfs.squashfs", "3")
     .option("--insecure", "allow plain-HTTP registries")
+    .option(
+      "--no-init",
+      "use a base image as it is (default: apply `kairos init` on the fly to an image without /etc/kairos-release)",
+    )
+    .option(
+      "--boot [firmware]",
+      "then boot the ISO headless in QEMU (bios or uefi, default bios), showing the console until a login prompt",
+    )
     .action(
       action(async (image: string | undefined, o: IsoCliOptions, cmd: Command) => {
         const g = globals(cmd);
         const progress = progressFor(g);
         const level = parseIntOption("--squashfs-level", o.squashfsLevel, 1, 22);
         const timeout = parseIntOption("--grub-timeout", o.grubTimeout, 0, 3600);
+        const firmware = o.boot === undefined || o.boot === true ? "bios" : o.boot;
+        if (firmware !== "bios" && firmware !== "uefi") {
+          throw new KairosError(`--boot ${firmware}: unknown firmware`, "use --boot bios or --boot uefi");
+        }
+        // Cheap checks first: a bad cloud-config fails before the image is even opened.
+        const cloudConfig = o.cloudConfig ? await loadCloudConfig(o.cloudConfig) : undefined;
         const stop = abortOnSignals(progress);
-        const src = await resolveRootfs(image, o, stop.signal);
+        const src = await resolveRootfs(image, o, stop.signal, progress);
         try {
           const r = await buildIso({
             rootfs: src.rootfs,
             outDir: o.output,
             name: o.name,
-            cloudConfigFile: o.cloudConfig,
+            cloudConfig,
             overlayIso: o.overlayIso,
             overlayRootfs: o.overlayRootfs,
             label: o.label,
@@ -163,6 +182,18 @@ export const registerBuild: Register = (program) => {
             progress,
             signal: stop.signal,
           });
+          if (o.boot !== undefined) {
+            progress.info(`booting ${r.iso} headless in QEMU (${firmware}, no network); console follows`);
+            const b = await bootIsoHeadless({
+              iso: r.iso,
+              firmware,
+              console: process.stderr,
+              signal: stop.signal,
+            });
+            progress.info(
+              `\nthe system is up (login prompt after ${b.seconds.toFixed(0)} s, ${b.accel}); guest powered off`,
+            );
+          }
           output(g, r, () => describeIso(r));
         } finally {
           stop.dispose();
@@ -187,13 +218,17 @@ export const registerBuild: Register = (program) => {
     .option("--overlay-rootfs <dir>", "add this directory's files to the live rootfs (owned by root)")
     .option("--squashfs-level <n>", "zstd level of the squashfs", "3")
     .option("--insecure", "allow plain-HTTP registries")
+    .option(
+      "--no-init",
+      "use a base image as it is (default: apply `kairos init` on the fly to an image without /etc/kairos-release)",
+    )
     .action(
       action(async (image: string | undefined, o: NetbootCliOptions, cmd: Command) => {
         const g = globals(cmd);
         const progress = progressFor(g);
         const level = parseIntOption("--squashfs-level", o.squashfsLevel, 1, 22);
         const stop = abortOnSignals(progress);
-        const src = await resolveRootfs(image, o, stop.signal);
+        const src = await resolveRootfs(image, o, stop.signal, progress);
         try {
           const r = await buildNetbootFiles({
             rootfs: src.rootfs,
