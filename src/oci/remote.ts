@@ -325,7 +325,7 @@ export class Registry {
       const next = new URL(res.headers.location, url);
       // Credentials never follow a redirect to another host (blob storage URLs are pre-signed).
       res =
-        next.host === url.host
+        next.host === this.s.base?.host && next.protocol === this.s.base?.protocol
           ? await this.call({ url: next, path: "", scopes: [`repository:${repo}:pull`], headers: range })
           : await request({
               url: next,

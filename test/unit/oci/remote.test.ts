@@ -77,6 +77,44 @@ describe("registry blob download", () => {
   });
 });
 
+describe("registry blob redirects", () => {
+  it("follows a redirect to blob storage on another host without sending credentials there", async (t) => {
+    const blob = Buffer.from("redirected blob content");
+    const desc = {
+      mediaType: "application/octet-stream",
+      digest: `sha256:${createHash("sha256").update(blob).digest("hex")}`,
+      size: blob.length,
+    };
+    const storageAuth: (string | undefined)[] = [];
+    const storage = createServer((req, res) => {
+      storageAuth.push(req.headers.authorization);
+      res.writeHead(200, { "content-length": blob.length }).end(blob);
+    });
+    await new Promise<void>((r) => storage.listen(0, "127.0.0.1", r));
+    const storagePort = (storage.address() as { port: number }).port;
+    const expected = `Basic ${Buffer.from("u:p").toString("base64")}`;
+    const registryAuth: (string | undefined)[] = [];
+    const registry = createServer((req, res) => {
+      registryAuth.push(req.headers.authorization);
+      if (req.headers.authorization !== expected) {
+        res.writeHead(401, { "www-authenticate": 'Basic realm="test"' }).end();
+        return;
+      }
+      res.writeHead(307, { location: `http://localhost:${storagePort}/signed?sig=abc` }).end();
+    });
+    await new Promise<void>((r) => registry.listen(0, "127.0.0.1", r));
+    t.after(() => {
+      storage.close();
+      registry.close();
+    });
+    const host = `127.0.0.1:${(registry.address() as { port: number }).port}`;
+    const reg = new Registry(host, { creds: { username: "u", password: "p" }, authFiles: [] });
+    assert.deepEqual(await collect(reg.openBlob("r", desc, "test")), blob);
+    assert.deepEqual(storageAuth, [undefined]);
+    assert.equal(registryAuth.at(-1), expected);
+  });
+});
+
 describe("registry manifest fetch", () => {
   const manifest = Buffer.from(
     JSON.stringify({
