@@ -352,6 +352,15 @@ export function ensureEntity(
     if (row[1] === "") row[1] = cur[1] ?? "";
     if (row[2] === "") row[2] = cur[2] ?? "";
   }
+  if (e.kind === "group" && db.gshadow) {
+    // Keep /etc/gshadow in step with /etc/group, as groupadd does (grpck checks it).
+    const gs = db.gshadow.find(id);
+    if (!gs) db.gshadow.rows.push([id, "!", "", row[3]!]);
+    else {
+      while (gs.length < 4) gs.push("");
+      gs[3] = [...new Set([...gs[3]!.split(","), ...row[3]!.split(",")].filter(Boolean))].join(",");
+    }
+  }
   if (cur) {
     if (cur.join(":") === row.join(":")) return;
     cur.splice(0, cur.length, ...row);
@@ -374,5 +383,7 @@ export function deleteEntity(
   const id = e[kind.id] === undefined ? "" : String(e[kind.id]);
   const before = t.rows.length;
   t.rows = t.rows.filter((r) => !(Array.isArray(r) && r[0] === id));
+  if (e.kind === "group" && db.gshadow)
+    db.gshadow.rows = db.gshadow.rows.filter((r) => !(Array.isArray(r) && r[0] === id));
   if (t.rows.length !== before) log(`removed ${e.kind} ${id} from ${table}`);
 }

@@ -222,19 +222,21 @@ users:
         kind: "user"
         username: "nobody"
 `;
+    writeFileSync(join(root, "etc/gshadow"), "root:*::\nshadow:*::\n");
     const first = await stage(root, "initramfs", yaml);
     assert.equal(first.report.failed, 0, first.lines.join("\n"));
     assert.match(read(root, "etc/group"), /^admin:x:900:kairos$/m);
+    assert.match(read(root, "etc/gshadow"), /^admin:!::kairos$/m, "gshadow follows group");
     assert.match(read(root, "etc/passwd"), /^svc:x:901:900:service:\/srv\/svc:\/usr\/sbin\/nologin$/m);
     assert.doesNotMatch(read(root, "etc/passwd"), /^nobody:/m);
     const svc = /^svc:([^:]*):(\d+):/m.exec(read(root, "etc/shadow"))!;
     assert.ok(verifySha512crypt("s3cret", svc[1]!), "plain shadow passwords are hashed");
     assert.equal(Number(svc[2]), Math.floor(Date.now() / 86400000));
-    const snapshot = ["etc/passwd", "etc/shadow", "etc/group"].map((p) => read(root, p));
+    const snapshot = ["etc/passwd", "etc/shadow", "etc/group", "etc/gshadow"].map((p) => read(root, p));
     const second = await stage(root, "initramfs", yaml);
     assert.equal(second.report.failed, 0);
     assert.deepEqual(
-      ["etc/passwd", "etc/shadow", "etc/group"].map((p) => read(root, p)),
+      ["etc/passwd", "etc/shadow", "etc/group", "etc/gshadow"].map((p) => read(root, p)),
       snapshot,
       "running again changes nothing (group members kept, hash reused)",
     );
