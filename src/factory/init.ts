@@ -194,8 +194,16 @@ export async function kairosInit(base: string, out: string, opts: InitOptions = 
       const t4 = progress?.task(`write ${out}`);
       const digest = await writeImage(final, out, { progress, signal: opts.signal });
       t4?.finish(digest);
-      const { data, ...rest } = initrd;
-      return { digest, report, initramfs: { ...rest, bytes: data.length }, layerFiles: layer.files };
+      const initramfs = {
+        bytes: initrd.data.length,
+        uncompressedSize: initrd.uncompressedSize,
+        compression: initrd.compression,
+        kernelVersion: initrd.kernelVersion,
+        modules: initrd.modules,
+        builtin: initrd.builtin,
+        notFound: initrd.notFound,
+      };
+      return { digest, report, initramfs, layerFiles: layer.files };
     } finally {
       await final.close();
     }
