@@ -10,8 +10,7 @@ const program = new Command("kairos")
   .option("--json", "machine-readable output (progress as JSON lines on stderr)")
   .option("-q, --quiet", "no progress output")
   .version(VERSION, "-v, --version")
-  .showHelpAfterError()
-  .enablePositionalOptions();
+  .showHelpAfterError();
 
 for (const register of kairosCommands) register(program);
 
