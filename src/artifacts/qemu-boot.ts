@@ -81,7 +81,7 @@ export async function bootIsoHeadless(
   const t0 = Date.now();
   const qemu = start("qemu-system-x86_64", args, { signal: opts.signal });
   qemu.stdin.end();
-  const up = opts.upMarker ?? /login: ?$/m;
+  const up = opts.upMarker ?? /^\S+ login: /m;
   let seen = "";
   try {
     await new Promise<void>((resolve, reject) => {

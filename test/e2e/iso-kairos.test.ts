@@ -127,9 +127,9 @@ describe("kairos build iso <base> boots to a configured live system (QEMU TCG)",
       const vm = await boot({ firmware, cdrom: iso, workDir: work });
       try {
         await vm.waitFor("Kairos (debug)", 120_000);
-        const sw = await vm.waitFor("KAIROS-INITRAMFS: switching root (live)", 300_000);
-        const stage = await vm.waitFor("KAIROS-STAGE-BOOT-RAN", 300_000);
-        const up = await vm.waitFor(/KAIROS-E2E-UP[^\r\n]*/, 300_000);
+        const sw = await vm.waitFor("KAIROS-INITRAMFS: switching root (live)", 480_000);
+        const stage = await vm.waitFor("KAIROS-STAGE-BOOT-RAN", 480_000);
+        const up = await vm.waitFor(/KAIROS-E2E-UP[^\r\n]*/, 480_000);
         console.log(
           `${firmware}: switch_root ${sw.seconds.toFixed(1)}s, stages.boot ${stage.seconds.toFixed(1)}s, multi-user ${up.seconds.toFixed(1)}s`,
         );

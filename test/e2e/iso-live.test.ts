@@ -24,8 +24,8 @@ async function bootToMultiUser(
   const vm = await boot({ ...opts, workDir });
   try {
     const grub = await vm.waitFor("Kairos (debug)", 90_000);
-    const sw = await vm.waitFor("KAIROS-INITRAMFS: switching root (live)", 300_000);
-    const up = await vm.waitFor(/KAIROS-ISO-BOOTED[^\r\n]*/, 300_000);
+    const sw = await vm.waitFor("KAIROS-INITRAMFS: switching root (live)", 480_000);
+    const up = await vm.waitFor(/KAIROS-ISO-BOOTED[^\r\n]*/, 480_000);
     return { grub: grub.seconds, switchRoot: sw.seconds, up: up.seconds, line: up.match };
   } finally {
     await vm.stop();
