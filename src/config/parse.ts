@@ -43,6 +43,8 @@ export interface NodePos {
   /** Position of the key itself when the value sits under a map key. */
   keyLine?: number;
   keyCol?: number;
+  /** The scalar exactly as written, for plain `permissions` numbers (see the decimal-mode warning). */
+  raw?: string;
 }
 
 /** A parsed config document with a position for every key path in it. */
@@ -109,6 +111,7 @@ export function parseYamlConfig(text: string, file: string, header = ""): Parsed
     prettyErrors: false,
     merge: true,
     customTags: cloudConfigTags,
+    keepSourceTokens: true,
   });
   const at = (offset: number) => {
     const p = lc.linePos(offset);
@@ -164,7 +167,12 @@ function indexPositions(
       const vr = v?.range ?? kr;
       const kp = kr ? at(kr[0]) : { line: 1, col: 1 };
       const vp = vr ? at(vr[0]) : kp;
-      out.set(formatKeyPath(sub), { line: vp.line, col: vp.col, keyLine: kp.line, keyCol: kp.col });
+      const pos: NodePos = { line: vp.line, col: vp.col, keyLine: kp.line, keyCol: kp.col };
+      if (keyName === "permissions" && isScalar(v) && typeof v.value === "number") {
+        const tok = v.srcToken as { source?: string } | undefined;
+        if (typeof tok?.source === "string") pos.raw = tok.source;
+      }
+      out.set(formatKeyPath(sub), pos);
       if (v) indexPositions(v, sub, out, at);
     }
   } else if (isSeq(node)) {

@@ -27,6 +27,22 @@ export function validateConfig(cfg: ParsedConfig): ValidationResult {
   if (!validate(cfg.value)) errors.push(...mapAjvErrors(cfg, validate.errors ?? []));
   const warnings: ConfigNote[] = [];
   walkUnknown(CLOUD_CONFIG_SCHEMA, cfg.value, [], cfg, warnings);
+  // `permissions: 644` is the decimal number 644 (octal 01204), almost never what was meant.
+  for (const [keyPath, pos] of cfg.positions) {
+    // Only where the digits read as an octal mode and the decimal value sets bits above 0777
+    // (644 is 0o1204, sticky): `permissions: 420` (= 0644) is left alone.
+    if (pos.raw === undefined || !/^[1-7][0-7]{2,3}$/.test(pos.raw)) continue;
+    const n = Number(pos.raw);
+    if (n <= 0o777) continue;
+    warnings.push({
+      level: "warning",
+      file: cfg.file,
+      line: pos.line,
+      col: pos.col,
+      keyPath,
+      message: `${pos.raw} is a decimal number (octal 0${n.toString(8)}); write 0${pos.raw} for the mode ${pos.raw} means in chmod`,
+    });
+  }
   errors.sort((a, b) => a.line - b.line || a.col - b.col);
   warnings.sort((a, b) => a.line - b.line || a.col - b.col);
   return { errors, warnings };

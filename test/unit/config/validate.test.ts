@@ -114,6 +114,18 @@ describe("unknown keys", () => {
     assert.equal(r.warnings[0]!.keyPath, "stages.boot[0].comands");
     assert.match(r.warnings[0]!.message, /did you mean "commands"/);
   });
+  it('warns that permissions: 644 is decimal, and stays quiet for 0644, 0o644 and "644"', () => {
+    const r = check(
+      '#cloud-config\nstages:\n  boot:\n  - files:\n    - path: /a\n      permissions: 644\n    - path: /b\n      permissions: 0644\n    - path: /c\n      permissions: "644"\n    - path: /d\n      permissions: 420\n',
+    );
+    assert.deepEqual(r.errors, []);
+    assert.deepEqual(
+      r.warnings.map((w) => `${w.line}:${w.col} ${w.keyPath}: ${w.message}`),
+      [
+        "6:20 stages.boot[0].files[0].permissions: 644 is a decimal number (octal 01204); write 0644 for the mode 644 means in chmod",
+      ],
+    );
+  });
   it("stays quiet inside open sections such as k3s", () => {
     const r = check("#cloud-config\nk3s:\n  enabled: true\n  whatever: [1]\n");
     assert.deepEqual(r.warnings, []);
