@@ -179,7 +179,7 @@ function dirHeader(path: string): TarHeader {
 }
 
 /** Write a tar to `file` atomically: a temp file next to it, renamed on success, removed on failure. */
-async function writeArchiveFile(
+export async function writeArchiveFile(
   file: string,
   entries: AsyncIterable<WriteEntry>,
   signal?: AbortSignal,
@@ -196,6 +196,46 @@ async function writeArchiveFile(
   }
 }
 
+/** The blobs of one image as archive entries (layers, config, manifest), skipping digests in `seen`. */
+export async function* imageBlobEntries(
+  image: Image,
+  seen: Set<string>,
+  progress?: TransferOptions["progress"],
+): AsyncGenerator<WriteEntry> {
+  const manifest = await image.manifest();
+  for (const layer of await image.layers()) {
+    if (seen.has(layer.digest)) continue;
+    seen.add(layer.digest);
+    const task = progress?.task(`layer ${shortDigest(layer.digest)}`, layer.size);
+    const s = await layer.compressed();
+    yield { header: fileHeader(blobPath(layer.digest), layer.size), body: task ? counted(s, task) : s };
+    task?.finish();
+  }
+  for (const [digest, bytes] of [
+    [manifest.config.digest, await image.rawConfig()],
+    [await image.digest(), await image.rawManifest()],
+  ] as const) {
+    if (seen.has(digest)) continue;
+    seen.add(digest);
+    yield { header: fileHeader(blobPath(digest), bytes.length), body: bytes };
+  }
+}
+
+/** The entries of an OCI layout tar: oci-layout, index.json, blob directories, then `blobs`. */
+export async function* layoutArchiveEntries(
+  index: ImageIndex,
+  blobs: AsyncIterable<WriteEntry>,
+): AsyncGenerator<WriteEntry> {
+  const json = (o: unknown) => Buffer.from(JSON.stringify(o));
+  const layoutFile = json({ imageLayoutVersion: "1.0.0" });
+  yield { header: fileHeader("oci-layout", layoutFile.length), body: layoutFile };
+  const idx = json(index);
+  yield { header: fileHeader("index.json", idx.length), body: idx };
+  yield { header: dirHeader("blobs") };
+  yield { header: dirHeader("blobs/sha256") };
+  yield* blobs;
+}
+
 /** Write `oci-archive:FILE[:TAG]`: the layout as one tar, blobs streamed straight in (sizes are known). */
 export async function writeOciArchive(
   image: Image,
@@ -205,37 +245,11 @@ export async function writeOciArchive(
 ) {
   const desc = await indexDescriptor(image, tag);
   const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [desc] };
-  const manifest = await image.manifest();
-  const config = await image.rawConfig();
-  const raw = await image.rawManifest();
-  const layers = await image.layers();
-  const progress = opts.progress;
-  async function* entries(): AsyncGenerator<WriteEntry> {
-    const json = (o: unknown) => Buffer.from(JSON.stringify(o));
-    const layoutFile = json({ imageLayoutVersion: "1.0.0" });
-    yield { header: fileHeader("oci-layout", layoutFile.length), body: layoutFile };
-    const idx = json(index);
-    yield { header: fileHeader("index.json", idx.length), body: idx };
-    yield { header: dirHeader("blobs") };
-    const algos = new Set(
-      [desc.digest, manifest.config.digest, ...layers.map((l) => l.digest)].map(
-        (d) => parseDigest(d).algorithm,
-      ),
-    );
-    for (const a of algos) yield { header: dirHeader(`blobs/${a}`) };
-    const seen = new Set<string>();
-    for (const layer of layers) {
-      if (seen.has(layer.digest)) continue;
-      seen.add(layer.digest);
-      const task = progress?.task(`layer ${shortDigest(layer.digest)}`, layer.size);
-      const s = await layer.compressed();
-      yield { header: fileHeader(blobPath(layer.digest), layer.size), body: task ? counted(s, task) : s };
-      task?.finish();
-    }
-    yield { header: fileHeader(blobPath(manifest.config.digest), config.length), body: config };
-    yield { header: fileHeader(blobPath(desc.digest), raw.length), body: raw };
-  }
-  await writeArchiveFile(file, entries(), opts.signal);
+  await writeArchiveFile(
+    file,
+    layoutArchiveEntries(index, imageBlobEntries(image, new Set(), opts.progress)),
+    opts.signal,
+  );
   return desc.digest;
 }
 

@@ -16,6 +16,7 @@ export * from "./digest.js";
 export * from "./dir.js";
 export * from "./image.js";
 export * from "./layout.js";
+export * from "./multi.js";
 export * from "./mutate.js";
 export * from "./reference.js";
 export * from "./remote.js";

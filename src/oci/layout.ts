@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KairosError } from "../sys/index.js";
-import { parseDigest, sha256, VerifyingStream } from "./digest.js";
+import { parseDigest, sha256, verifyBytes } from "./digest.js";
 import {
   type BuiltImage,
   detectMediaType,
@@ -61,13 +61,12 @@ export function dirFiles(dir: string): LayoutFiles {
   };
 }
 
-/** Pick a tag's manifest (or the only one) from a layout's index.json and open it. */
-export async function openLayoutImage(
+/** The index.json entry a tag names (or the only one, or the platform's), checked. */
+export async function layoutEntry(
   files: LayoutFiles,
   tag: string | undefined,
   platform: Platform = DEFAULT_PLATFORM,
-  cleanups: (() => Promise<void>)[] = [],
-): Promise<BuiltImage> {
+): Promise<{ name: string; desc: Descriptor }> {
   const name = `${files.name}${tag ? `:${tag}` : ""}`;
   if (!(await files.has("oci-layout"))) {
     throw new KairosError(`${files.name} is not an OCI image layout (no oci-layout file)`, "check the path");
@@ -83,7 +82,6 @@ export async function openLayoutImage(
   }
   const index = parseIndex(await files.read("index.json", MAX_MANIFEST_BYTES), `${name} index.json`);
   const tags = index.manifests.map((d) => d.annotations?.[REF_NAME]).filter((t): t is string => !!t);
-  let desc: Descriptor;
   if (tag) {
     const hit = index.manifests.find((d) => d.annotations?.[REF_NAME] === tag);
     if (!hit) {
@@ -94,31 +92,42 @@ export async function openLayoutImage(
           : "this layout has no tagged images; omit the tag",
       );
     }
-    desc = hit;
-  } else if (index.manifests.length === 1) {
-    desc = index.manifests[0]!;
-  } else if (index.manifests.length === 0) {
-    throw new KairosError(`${name}: the layout holds no images`);
-  } else {
-    desc = selectPlatform(index, platform, name);
-    if (tags.length) {
-      throw new KairosError(`${name}: the layout holds several images; name one`, `tags: ${tags.join(", ")}`);
-    }
+    return { name, desc: hit };
   }
-  const readBlob = async (d: Descriptor, what: string) => {
-    if (d.size > MAX_MANIFEST_BYTES)
-      throw new KairosError(`${name}: ${what} larger than ${MAX_MANIFEST_BYTES} bytes`);
-    const bytes = await files
-      .read(blobPath(d.digest), MAX_MANIFEST_BYTES)
-      .catch((e: NodeJS.ErrnoException) => {
-        if (e.code === "ENOENT") throw new KairosError(`${name}: ${what} blob ${d.digest} is missing`);
-        throw e;
-      });
-    const v = new VerifyingStream(d, `${name}: ${what} ${d.digest}`);
-    v.end(bytes);
-    for await (const _ of v);
-    return bytes;
-  };
+  if (index.manifests.length === 1) return { name, desc: index.manifests[0]! };
+  if (index.manifests.length === 0) throw new KairosError(`${name}: the layout holds no images`);
+  if (tags.length) {
+    throw new KairosError(`${name}: the layout holds several images; name one`, `tags: ${tags.join(", ")}`);
+  }
+  return { name, desc: selectPlatform(index, platform, name) };
+}
+
+/** A manifest or index blob of a layout, size-limited and verified against its descriptor. */
+export async function readManifestBlob(
+  files: LayoutFiles,
+  name: string,
+  d: Descriptor,
+  what: string,
+): Promise<Buffer> {
+  if (d.size > MAX_MANIFEST_BYTES)
+    throw new KairosError(`${name}: ${what} larger than ${MAX_MANIFEST_BYTES} bytes`);
+  const bytes = await files.read(blobPath(d.digest), MAX_MANIFEST_BYTES).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") throw new KairosError(`${name}: ${what} blob ${d.digest} is missing`);
+    throw e;
+  });
+  verifyBytes(bytes, d, `${name}: ${what} ${d.digest}`);
+  return bytes;
+}
+
+/** Pick a tag's manifest (or the only one) from a layout's index.json and open it. */
+export async function openLayoutImage(
+  files: LayoutFiles,
+  tag: string | undefined,
+  platform: Platform = DEFAULT_PLATFORM,
+  cleanups: (() => Promise<void>)[] = [],
+): Promise<BuiltImage> {
+  const { name, desc } = await layoutEntry(files, tag, platform);
+  const readBlob = (d: Descriptor, what: string) => readManifestBlob(files, name, d, what);
   let bytes = await readBlob(desc, "manifest");
   let mediaType = detectMediaType(bytes, desc.mediaType, `${name} manifest`);
   let selectedFrom: IndexInfo | undefined;
@@ -179,7 +188,7 @@ export async function writeLayout(
   image: Image,
   dir: string,
   tag: string | undefined,
-  opts: TransferOptions = {},
+  opts: TransferOptions & { indexEntry?: boolean } = {},
 ): Promise<string> {
   const existing = await stat(dir).catch(() => undefined);
   if (existing && !existing.isDirectory()) throw new KairosError(`oci:${dir} exists and is not a directory`);
@@ -223,17 +232,9 @@ export async function writeLayout(
     const raw = await image.rawManifest();
     const desc = await indexDescriptor(image, tag);
     await writeBlobBytes(dir, desc, raw);
-    let index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [] };
-    if (existing) {
-      const text = await readFile(join(dir, "index.json")).catch(() => undefined);
-      if (text) index = parseIndex(text, `oci:${dir} index.json`);
-    }
-    index.manifests = index.manifests.filter((d) =>
-      tag ? d.annotations?.[REF_NAME] !== tag : d.digest !== desc.digest || !!d.annotations?.[REF_NAME],
-    );
-    index.manifests.push(desc);
     await writeAtomic(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-    await writeAtomic(join(dir, "index.json"), JSON.stringify(index));
+    if (opts.indexEntry === false) return desc.digest;
+    await addToIndexJson(dir, desc, tag);
     return desc.digest;
   } catch (e) {
     if (!existing) await rm(dir, { recursive: true, force: true });
@@ -242,7 +243,19 @@ export async function writeLayout(
   }
 }
 
-async function writeBlobBytes(dir: string, desc: Descriptor, bytes: Buffer): Promise<void> {
+/** Add a descriptor to a layout's index.json (replacing the entry with the same tag), atomically. */
+export async function addToIndexJson(dir: string, desc: Descriptor, tag: string | undefined): Promise<void> {
+  let index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [] };
+  const text = await readFile(join(dir, "index.json")).catch(() => undefined);
+  if (text) index = parseIndex(text, `oci:${dir} index.json`);
+  index.manifests = index.manifests.filter((d) =>
+    tag ? d.annotations?.[REF_NAME] !== tag : d.digest !== desc.digest || !!d.annotations?.[REF_NAME],
+  );
+  index.manifests.push(desc);
+  await writeAtomic(join(dir, "index.json"), JSON.stringify(index));
+}
+
+export async function writeBlobBytes(dir: string, desc: Descriptor, bytes: Buffer): Promise<void> {
   const dest = join(dir, blobPath(desc.digest));
   const have = await stat(dest).catch(() => undefined);
   if (have?.size === bytes.length) return;

@@ -8,6 +8,7 @@ import {
   appendLayer,
   type BuiltImage,
   copyImage,
+  copyIndex,
   DigestMismatchError,
   editConfig,
   MediaType,
@@ -231,6 +232,69 @@ describe("registry (anonymous)", () => {
     // and by digest, with the manifest checked against it
     const byDigest = await openImage(`docker://${reg.host}/multi/img@${d2}`);
     assert.equal(await byDigest.digest(), d2);
+  });
+
+  it("copies a whole index (--all) through oci:, oci-archive: and back to a registry, byte for byte", async (t) => {
+    const dir = await tempDir(t);
+    const base = await twoLayerImage();
+    t.after(() => base.close());
+    const arm = await editConfig(base, { platform: { os: "linux", architecture: "arm64" } });
+    const d1 = await writeImage(base, `docker://${reg.host}/all/img:amd64`);
+    const d2 = await writeImage(arm, `docker://${reg.host}/all/img:arm64`);
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.OCI_INDEX,
+        manifests: [
+          {
+            mediaType: MediaType.OCI_MANIFEST,
+            digest: d1,
+            size: (await base.rawManifest()).length,
+            platform: { os: "linux", architecture: "amd64" },
+          },
+          {
+            mediaType: MediaType.OCI_MANIFEST,
+            digest: d2,
+            size: (await arm.rawManifest()).length,
+            platform: { os: "linux", architecture: "arm64" },
+          },
+        ],
+      }),
+    );
+    await registryFor(reg.host).putManifest("all/img", "both", index, MediaType.OCI_INDEX, "index");
+    const skRaw = async (ref: string) =>
+      (
+        await run("skopeo", [
+          "inspect",
+          "--raw",
+          ...(ref.startsWith("docker:") ? ["--tls-verify=false"] : []),
+          ref,
+        ])
+      ).stdout;
+    const r1 = await copyIndex(`docker://${reg.host}/all/img:both`, `oci:${dir}/layout:both`);
+    assert.equal(r1.digest, sha256(index));
+    assert.equal(await skRaw(`oci:${dir}/layout:both`), index.toString());
+    assert.equal(
+      await (
+        await openImage(`oci:${dir}/layout:both`, { platform: { os: "linux", architecture: "arm64" } })
+      ).digest(),
+      d2,
+    );
+    await copyIndex(`oci:${dir}/layout:both`, `oci-archive:${dir}/all.tar:both`);
+    assert.equal(await skRaw(`oci-archive:${dir}/all.tar:both`), index.toString());
+    await copyIndex(`oci-archive:${dir}/all.tar:both`, `docker://${reg.host}/all/copy:both`);
+    assert.equal(await skRaw(`docker://${reg.host}/all/copy:both`), index.toString());
+    // skopeo can copy every platform out of what we wrote
+    await run("skopeo", ["copy", "-q", "--all", `oci-archive:${dir}/all.tar:both`, `oci:${dir}/sk:both`]);
+    await assert.rejects(
+      copyIndex(`docker://${reg.host}/all/img:amd64`, `oci:${dir}/x`),
+      /is a single image, not a multi-platform index/,
+    );
+    await assert.rejects(
+      copyIndex(`docker://${reg.host}/all/img:both`, `docker-archive:${dir}/x.tar`),
+      /--all writes to docker:\/\/, oci: and oci-archive: only/,
+    );
+    await assert.rejects(stat(`${dir}/x`), /ENOENT/);
   });
 
   it("refuses a blob the registry serves corrupted, leaving no destination behind", async (t) => {

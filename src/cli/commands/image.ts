@@ -4,6 +4,7 @@ import {
   applyConfigEdit,
   BuiltImage,
   type ConfigEdit,
+  copyIndex,
   editConfig,
   formatPlatform,
   type Image,
@@ -26,6 +27,7 @@ interface ImageOptions extends GlobalOptions {
   srcCreds?: string;
   destCreds?: string;
   chunkSize?: string;
+  all?: boolean;
 }
 
 function withRemoteOptions(cmd: Command): Command {
@@ -178,9 +180,13 @@ async function copyWithProgress(
   dest: ImageReference,
   o: ImageOptions,
   progress: Progress,
-): Promise<{ digest: string; layers: number; size: number }> {
+): Promise<{ digest: string; layers?: number; size?: number; images?: number }> {
   const signal = interruptSignal();
   const opts = remoteOpts(o, signal);
+  if (o.all) {
+    progress.info(`copying every platform of ${src} to ${formatDest(dest)}`);
+    return copyIndex(src, dest, { ...opts, progress });
+  }
   const image = await openImage(src, { ...opts, creds: opts.srcCreds ?? opts.creds });
   try {
     const layers = await image.layers();
@@ -210,7 +216,11 @@ function formatDest(r: ImageReference): string {
   }
 }
 
-function done(o: ImageOptions, dest: ImageReference, r: { digest: string; layers: number; size: number }) {
+function done(
+  o: ImageOptions,
+  dest: ImageReference,
+  r: { digest: string; layers?: number; size?: number; images?: number },
+) {
   output(o, { destination: formatDest(dest), ...r }, () => `${formatDest(dest)} ${r.digest}`);
 }
 
@@ -224,6 +234,7 @@ export const registerImage: Register = (program) => {
   withRemoteOptions(
     image
       .command("pull")
+      .option("--all", "copy every platform of an index and the index itself (docker://, oci:, oci-archive:)")
       .description(
         "copy an image to a local OCI layout (DEST without a transport), oci-archive: or docker-archive:",
       )
@@ -368,6 +379,7 @@ export const registerImage: Register = (program) => {
   withRemoteOptions(
     image
       .command("push")
+      .option("--all", "copy every platform of an index and the index itself (docker://, oci:, oci-archive:)")
       .description("push an image to a registry (existing blobs skipped, same-registry blobs mounted)")
       .argument("<src>", "source image reference")
       .argument("<dest>", "docker://HOST/REPO[:TAG]")
@@ -388,6 +400,7 @@ export const registerImage: Register = (program) => {
   withRemoteOptions(
     image
       .command("copy")
+      .option("--all", "copy every platform of an index and the index itself (docker://, oci:, oci-archive:)")
       .description("copy an image between any two transports without unpacking (blobs streamed and verified)")
       .argument("<src>", "source image reference")
       .argument("<dest>", "destination image reference")
