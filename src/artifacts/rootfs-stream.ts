@@ -1,3 +1,4 @@
+import { KairosError } from "../sys/index.js";
 import { packDirectory, readTar, type TarHeader, type WriteEntry, writeTar } from "../tar/index.js";
 
 /**
@@ -81,6 +82,16 @@ async function* prepareEntries(source: RootfsStream, opts: PrepareOptions): Asyn
     if (replacement) {
       if (header.type === "directory" && replacement.header.type === "directory") {
         imageDirs.add(header.path);
+      } else if (
+        header.type === "symlink" &&
+        replacement.header.type === "directory" &&
+        overlay.some((w) => w.header.path.startsWith(`${header.path}/`))
+      ) {
+        // e.g. overlay lib/firmware/x while the image has lib -> usr/lib (merged /usr).
+        throw new KairosError(
+          `the rootfs overlay has a directory ${header.path}/ where the image has a symlink (${header.path} -> ${header.linkname})`,
+          "put those files under the symlink's target in the overlay",
+        );
       } else {
         continue; // replaced by the overlay; an unread body is skipped by the reader
       }

@@ -313,3 +313,35 @@ test("CLI: a full disk removes the partial ISO and says so", {
   assert.match(res.stderr, /error: no space left on the device holding .*small; the partial ISO was removed/);
   assert.match(res.stdout, /^LEFT:\s*$/m, "nothing left on the full filesystem");
 });
+
+test("a rootfs overlay directory where the image has a symlink is refused, nothing left", async (t) => {
+  const dir = await tempDir(t);
+  const tar = join(dir, "rootfs.tar");
+  await writeFixtureTar(tar, {
+    extra: [
+      {
+        header: {
+          path: "lib",
+          type: "symlink",
+          linkname: "usr/lib",
+          mode: 0o777,
+          uid: 0,
+          gid: 0,
+          size: 0,
+          mtime: 0,
+        },
+      },
+    ],
+  });
+  const overlay = join(dir, "overlay");
+  mkdirSync(join(overlay, "lib", "firmware"), { recursive: true });
+  writeFileSync(join(overlay, "lib", "firmware", "blob"), "x");
+  const out = join(dir, "out");
+  const res = kairos(["build", "iso", "--rootfs-tar", tar, "--overlay-rootfs", overlay, "-o", out]);
+  assert.notEqual(res.status, 0);
+  assert.match(
+    res.stderr,
+    /error: the rootfs overlay has a directory lib\/ where the image has a symlink \(lib -> usr\/lib\)/,
+  );
+  assert.deepEqual(readdirSync(out), []);
+});
