@@ -123,6 +123,14 @@ export function parseModulesDep(text: string): Map<string, string[]> {
       .trim()
       .split(/\s+/)
       .filter(Boolean);
+    for (const p of [mod, ...deps]) {
+      if (p.startsWith("/") || p.split("/").includes("..")) {
+        throw new KairosError(
+          `modules.dep names a module outside the modules directory: ${p}`,
+          "regenerate it with 'depmod -a VERSION' in the image",
+        );
+      }
+    }
     dep.set(mod, deps);
   }
   return dep;

@@ -275,3 +275,21 @@ describe("kairos framework export", { timeout: 10 * 60_000 }, () => {
     assert.equal(existsSync(join(dir, "f.tar")), false);
   });
 });
+
+describe("FIPS flavor of the agent", { timeout: 5 * 60_000 }, () => {
+  it("refuses to start on a host without an OpenSSL FIPS provider, naming what the OS must provide", async () => {
+    const fips = await ensureAgent(true);
+    const r = await run(fips, ["version"]).then(
+      () => ({ code: 0, stderr: "" }),
+      (e: { exitCode: number; stderrTail: string }) => ({ code: e.exitCode, stderr: e.stderrTail }),
+    );
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /^error: this is the FIPS build of kairos-agent and no FIPS-validated OpenSSL provider is loaded/,
+    );
+    assert.match(r.stderr, /hint: the OS must provide an OpenSSL 3 FIPS provider/);
+    const generic = await run(await ensureAgent(false), ["version"]);
+    assert.match(generic.stdout, /^\d+\.\d+\.\d+\n$/);
+  });
+});

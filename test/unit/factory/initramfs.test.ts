@@ -24,6 +24,14 @@ describe("module selection", () => {
     ]);
   });
 
+  it("refuses modules.dep entries that climb out of the modules directory", () => {
+    assert.throws(
+      () => parseModulesDep("kernel/a.ko: ../../../etc/shadow\n"),
+      /outside the modules directory: \.\.\/\.\.\/\.\.\/etc\/shadow/,
+    );
+    assert.throws(() => parseModulesDep("/etc/passwd:\n"), /outside the modules directory: \/etc\/passwd/);
+  });
+
   it("closes over dependencies, dependencies first; '-' and '_' are the same; compressed names resolve", () => {
     const s = selectModules(DEP, "kernel/fs/ext4/ext4.ko\n", ["sr_mod", "usb_storage", "ext4", "nvme"]);
     assert.deepEqual(s.paths, [
