@@ -64,7 +64,9 @@ export async function openKairosRootfs(
     }
     const t1 = opts.progress?.task(`check ${ref}`, undefined, "items");
     const view = await imageView(image);
-    if (await view.exists("/etc/kairos-release")) {
+    // A Kairos image: kairos-release (kairos init) or KAIROS_* in os-release (the seed's Dockerfile).
+    const osRelease = (await view.readFile("/etc/os-release"))?.toString("utf8") ?? "";
+    if ((await view.exists("/etc/kairos-release")) || /^KAIROS_NAME=/m.test(osRelease)) {
       t1?.finish("Kairos image");
       return { rootfs: rootfsFromImage(image, ref), initialized: false, close: () => image.close() };
     }
