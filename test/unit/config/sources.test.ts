@@ -12,7 +12,7 @@ let root: string;
 let server: Server;
 let base: string;
 const hits = new Map<string, number>();
-const fast = { attempts: 3, backoffMs: 10, timeoutMs: 2000 };
+const fast = { attempts: 3, backoffMs: 10, timeoutMs: 20_000 }; // generous: this host is often loaded
 
 function put(rel: string, text: string): void {
   const p = join(root, rel);
