@@ -77,7 +77,7 @@ describe("YAML parsing", () => {
     const t0 = Date.now();
     const e = thrown(() => parse(text));
     assert.match(e.message, /^test\.yaml:1:1: invalid YAML: .*alias/i);
-    assert.ok(Date.now() - t0 < 2000);
+    assert.ok(Date.now() - t0 < 10_000, "refused quickly, not expanded");
   });
   it("treats an empty config as an empty map", () => {
     assert.deepEqual(parse("#cloud-config\n").value, {});
