@@ -351,6 +351,7 @@ export const registerImage: Register = (program) => {
       if (o.env?.length) edit.env = o.env.map((e) => keyValue(e, "env").join("="));
       if (o.entrypoint !== undefined) edit.entrypoint = argv(o.entrypoint, "entrypoint");
       if (o.cmd !== undefined) edit.cmd = argv(o.cmd, "cmd");
+      // Validate the edits before the (possibly long) packing of the directory.
       applyConfigEdit({ architecture: "", os: "", rootfs: { type: "layers", diff_ids: [] } }, edit);
       const signal = interruptSignal();
       const opts = remoteOpts(o, signal);
