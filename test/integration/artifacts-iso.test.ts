@@ -345,3 +345,16 @@ test("a rootfs overlay directory where the image has a symlink is refused, nothi
   );
   assert.deepEqual(readdirSync(out), []);
 });
+
+test("a truncated rootfs tar stops the build: tar2sqfs is killed, nothing is left", async (t) => {
+  const dir = await tempDir(t);
+  const tar = join(dir, "rootfs.tar");
+  await writeFixtureTar(tar);
+  const cut = join(dir, "cut.tar");
+  writeFileSync(cut, readFileSync(tar).subarray(0, 3000));
+  const out = join(dir, "out");
+  const res = kairos(["build", "iso", "--rootfs-tar", cut, "-o", out]);
+  assert.notEqual(res.status, 0);
+  assert.match(res.stderr, /error: .*(truncated|ends)/);
+  assert.deepEqual(readdirSync(out), []);
+});
