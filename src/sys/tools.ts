@@ -9,6 +9,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   unsquashfs: "squashfs-tools",
   tar2sqfs: "squashfs-tools-ng",
   sqfs2tar: "squashfs-tools-ng",
+  rdsquashfs: "squashfs-tools-ng",
   mcopy: "mtools",
   mmd: "mtools",
   mdir: "mtools",
