@@ -21,6 +21,8 @@ await build({
   format: "esm",
   sourcemap: "linked",
   logLevel: "error",
-  banner: { js: 'import { createRequire as __kairosRequire } from "node:module"; const require = __kairosRequire(import.meta.url);' },
+  banner: {
+    js: 'import { createRequire as __kairosRequire } from "node:module"; const require = __kairosRequire(import.meta.url);',
+  },
 });
 renameSync(tmp, out);

@@ -130,7 +130,9 @@ async function lock(path: string, staleMs = 20 * 60_000): Promise<() => Promise<
  * The default base image, built on first use and cached under `<cache>/base/<key>`; later
  * calls return in milliseconds. Concurrent callers wait for one build.
  */
-export async function ensureDefaultBase(opts: { cacheDir?: string; progress?: Progress; mirror?: string } = {}): Promise<DefaultBase> {
+export async function ensureDefaultBase(
+  opts: { cacheDir?: string; progress?: Progress; mirror?: string } = {},
+): Promise<DefaultBase> {
   const key = createHash("sha256")
     .update(JSON.stringify({ suite: DEBIAN_SUITE, packages: DEBIAN_PACKAGES, recipe: RECIPE_VERSION }))
     .digest("hex")
@@ -170,7 +172,16 @@ async function buildInto(out: DefaultBase, mirror: string, progress?: Progress):
   const t1 = progress?.task("debian base: mmdebstrap", undefined, "items");
   await run(
     "mmdebstrap",
-    ["--variant=minbase", "--mode=root", "--format=tar", "--quiet", `--include=${DEBIAN_PACKAGES.join(",")}`, DEBIAN_SUITE, out.rootfsTar, mirror],
+    [
+      "--variant=minbase",
+      "--mode=root",
+      "--format=tar",
+      "--quiet",
+      `--include=${DEBIAN_PACKAGES.join(",")}`,
+      DEBIAN_SUITE,
+      out.rootfsTar,
+      mirror,
+    ],
     { env: { ...process.env, SOURCE_DATE_EPOCH: process.env.SOURCE_DATE_EPOCH ?? "1700000000" } },
   ).catch((e) => {
     t1?.fail("mmdebstrap failed");
@@ -185,19 +196,27 @@ async function buildInto(out: DefaultBase, mirror: string, progress?: Progress):
     if (e.path.startsWith("etc/ssh/ssh_host_")) hostKeys.push(e.path.slice("etc/ssh/".length));
     if (e.path === "usr/bin/sha256sum" && e.type === "file") sha256sum = true;
   }
-  if (!sha256sum) throw new KairosError("the mmdebstrap rootfs has no usr/bin/sha256sum; the recipe needs updating");
+  if (!sha256sum)
+    throw new KairosError("the mmdebstrap rootfs has no usr/bin/sha256sum; the recipe needs updating");
 
   const t2 = progress?.task("debian base: OCI image (2 layers)", undefined, "bytes");
   let image = emptyImage({ os: "linux", architecture: "amd64" }, "kairos-ts default base");
   let done = 0;
   image = await appendLayer(image, createReadStream(out.rootfsTar, { highWaterMark: 1 << 20 }), {
     level: 1,
-    history: { created_by: `mmdebstrap --variant=minbase ${DEBIAN_SUITE} (${DEBIAN_PACKAGES.length} packages)` },
-    onBytes: (n) => t2?.update((done = n)),
+    history: {
+      created_by: `mmdebstrap --variant=minbase ${DEBIAN_SUITE} (${DEBIAN_PACKAGES.length} packages)`,
+    },
+    onBytes: (n) => {
+      done = n;
+      t2?.update(n);
+    },
   });
   image = await appendLayer(image, writeTar(secondLayer(hostKeys)), {
     level: 1,
-    history: { created_by: "kairos-ts base recipe: drop SSH host keys, docs and apt caches; empty machine-id" },
+    history: {
+      created_by: "kairos-ts base recipe: drop SSH host keys, docs and apt caches; empty machine-id",
+    },
   });
   image = await editConfig(image, {
     env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],

@@ -4,7 +4,7 @@ import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import { KairosError } from "../sys/index.js";
 import { TarFormatError } from "../tar/bytes.js";
-import { BLOCK, decodeHeader, entryTypeOf, isZeroBlock, parsePax } from "../tar/header.js";
+import { BLOCK, decodeHeader, entryTypeOf, isZeroBlock, parsePax } from "../tar/index.js";
 import { normalizeEntryPath } from "../tar/path.js";
 
 /** Where one archive member's bytes are. */

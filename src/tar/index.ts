@@ -1,4 +1,5 @@
 export * from "./bytes.js";
+export { BLOCK, decodeHeader, entryTypeOf, isZeroBlock, parsePax } from "./header.js";
 export * from "./pack.js";
 export * from "./path.js";
 export { type ReadTarOptions, readTar } from "./reader.js";

@@ -32,14 +32,32 @@ export async function snapshotTree(dir: string, opts: { mtimes?: boolean } = {})
       const abs = join(dir, p);
       const st = await lstat(abs);
       const n: Node = {
-        type: st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : st.isFile() ? "file" : st.isCharacterDevice() ? "chardev" : st.isBlockDevice() ? "blockdev" : st.isFIFO() ? "fifo" : "other",
+        type: st.isDirectory()
+          ? "dir"
+          : st.isSymbolicLink()
+            ? "symlink"
+            : st.isFile()
+              ? "file"
+              : st.isCharacterDevice()
+                ? "chardev"
+                : st.isBlockDevice()
+                  ? "blockdev"
+                  : st.isFIFO()
+                    ? "fifo"
+                    : "other",
         mode: (st.mode & 0o7777).toString(8),
         owner: `${st.uid}:${st.gid}`,
       };
       const x = xattrs.get(abs);
-      if (x?.size) n.xattrs = [...x].map(([k, v]) => `${k}=${v.toString("hex")}`).sort().join(",");
+      if (x?.size)
+        n.xattrs = [...x]
+          .map(([k, v]) => `${k}=${v.toString("hex")}`)
+          .sort()
+          .join(",");
       if (n.type === "file") {
-        n.content = createHash("sha256").update(await readFile(abs)).digest("hex");
+        n.content = createHash("sha256")
+          .update(await readFile(abs))
+          .digest("hex");
         if (opts.mtimes) n.mtime = Math.floor(st.mtimeMs / 1000);
         if (st.nlink > 1) inodes.set(st.ino, [...(inodes.get(st.ino) ?? []), p]);
       }
@@ -50,7 +68,10 @@ export async function snapshotTree(dir: string, opts: { mtimes?: boolean } = {})
     }
   };
   await walk("");
-  const hardlinkGroups = [...inodes.values()].filter((g) => g.length > 1).map((g) => g.sort()).sort();
+  const hardlinkGroups = [...inodes.values()]
+    .filter((g) => g.length > 1)
+    .map((g) => g.sort())
+    .sort();
   return { nodes, hardlinkGroups };
 }
 
@@ -60,13 +81,15 @@ export function diffSnapshots(a: Snapshot, b: Snapshot, names = ["ours", "theirs
   for (const [p, na] of a.nodes) {
     const nb = b.nodes.get(p);
     if (!nb) out.push(`${p}: only in ${names[0]}`);
-    else if (JSON.stringify(na) !== JSON.stringify(nb)) out.push(`${p}: ${names[0]} ${JSON.stringify(na)} vs ${names[1]} ${JSON.stringify(nb)}`);
+    else if (JSON.stringify(na) !== JSON.stringify(nb))
+      out.push(`${p}: ${names[0]} ${JSON.stringify(na)} vs ${names[1]} ${JSON.stringify(nb)}`);
     if (out.length >= limit) return out;
   }
   for (const p of b.nodes.keys()) {
     if (!a.nodes.has(p)) out.push(`${p}: only in ${names[1]}`);
     if (out.length >= limit) return out;
   }
-  if (JSON.stringify(a.hardlinkGroups) !== JSON.stringify(b.hardlinkGroups)) out.push("hardlink groups differ");
+  if (JSON.stringify(a.hardlinkGroups) !== JSON.stringify(b.hardlinkGroups))
+    out.push("hardlink groups differ");
   return out;
 }

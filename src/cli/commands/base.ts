@@ -6,13 +6,21 @@ import { action, globals, output, progressFor, type Register } from "../common.j
 export const registerBase: Register = (program) => {
   program
     .command("base")
-    .description("build (first time, ~2 min) or locate the cached default base image: Debian bookworm made with mmdebstrap")
+    .description(
+      "build (first time, ~2 min) or locate the cached default base image: Debian bookworm made with mmdebstrap",
+    )
     .option("--mirror <url>", "Debian mirror (default: the one this host's apt uses)")
     .action(
       action(async (opts: { mirror?: string }, cmd: Command) => {
         const g = globals(cmd);
         const base = await ensureDefaultBase({ progress: progressFor(g), mirror: opts.mirror });
-        output(g, base, () => [`image:       ${base.ref}`, `oci-archive: ${base.archiveRef}`, `rootfs tar:  ${base.rootfsTar}`].join("\n"));
+        output(g, base, () =>
+          [
+            `image:       ${base.ref}`,
+            `oci-archive: ${base.archiveRef}`,
+            `rootfs tar:  ${base.rootfsTar}`,
+          ].join("\n"),
+        );
       }),
     );
 };
