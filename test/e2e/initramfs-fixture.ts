@@ -24,8 +24,6 @@ export async function baseRootfsTar(): Promise<string | undefined> {
     };
     if (mod.ensureDefaultBase) return (await mod.ensureDefaultBase({})).rootfsTar;
   }
-  if (existsSync("/tmp/mm/rootfs.tar") && (await stat("/tmp/mm/rootfs.tar")).size > 100e6)
-    return "/tmp/mm/rootfs.tar";
   return undefined;
 }
 
