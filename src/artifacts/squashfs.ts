@@ -15,6 +15,8 @@ export interface SquashfsOptions {
   onBytes?: (total: number) => void;
 }
 
+const COALESCE_BYTES = 1 << 20;
+
 export const SQUASHFS_DEFAULTS = { level: 3, blockSize: 1024 * 1024, jobs: 2 } as const;
 
 /** The tar2sqfs argument list for `out` (exported for tests and the benchmark). */
@@ -64,12 +66,24 @@ export async function squashfsFromTar(
 ): Promise<{ tarBytes: number }> {
   const child = start("tar2sqfs", tar2sqfsArgs(out, opts), { signal: opts.signal });
   let tarBytes = 0;
+  // Coalesce the many small pieces of a tar stream (512-byte headers, small files) into ~1 MiB
+  // writes: one pipe write per piece costs more than the packing itself.
   const counted = async function* (src: AsyncIterable<Buffer>) {
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
     for await (const chunk of src) {
       tarBytes += chunk.length;
-      opts.onBytes?.(tarBytes);
-      yield chunk;
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= COALESCE_BYTES) {
+        opts.onBytes?.(tarBytes);
+        yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+      }
     }
+    if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes);
+    opts.onBytes?.(tarBytes);
   };
   const source = tar instanceof Readable ? tar : Readable.from(tar);
   const feeding = pipeline(source, counted, child.stdin);
