@@ -1,7 +1,8 @@
+import { spawn } from "node:child_process";
 import { constants, copyFileSync } from "node:fs";
-import { access, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { access, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { homedir, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import type { Writable } from "node:stream";
 import { KairosError, start } from "../sys/index.js";
 
@@ -18,6 +19,34 @@ export interface HeadlessBootOptions {
   /** What "the system is up" looks like on the serial console (default: a getty login prompt). */
   upMarker?: RegExp;
   signal?: AbortSignal;
+  /** Called when another kairos-ts QEMU guest holds the lock and we wait for it. */
+  onWait?: () => void;
+}
+
+/**
+ * Hold `flock LOCK` while the guest runs, so that guests started by kairos-ts (this command,
+ * the e2e tests) run one at a time on a shared host. Released when the returned function is
+ * called or when this process exits (the pipe to `cat` closes).
+ */
+async function takeQemuLock(lock: string, onWait?: () => void): Promise<() => void> {
+  await mkdir(dirname(lock), { recursive: true });
+  const child = spawn("flock", ["--exclusive", lock, "sh", "-c", "echo locked; exec cat"], {
+    stdio: ["pipe", "pipe", "ignore"],
+  });
+  const waiting = setTimeout(() => onWait?.(), 1000);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.once("data", () => resolve());
+      child.once("error", reject);
+      child.once("exit", (code) => reject(new KairosError(`could not lock ${lock} (flock exit ${code})`)));
+    });
+  } finally {
+    clearTimeout(waiting);
+  }
+  child.removeAllListeners("exit");
+  return () => {
+    if (!child.stdin.destroyed) child.stdin.end();
+  };
 }
 
 /** Lines on the console that mean the boot failed for good. */
@@ -78,6 +107,8 @@ export async function bootIsoHeadless(
       ? `file=${opts.iso},format=raw,if=virtio,snapshot=on`
       : `file=${opts.iso},media=cdrom,readonly=on,if=ide,index=2`,
   );
+  const cache = process.env.KAIROS_CACHE ?? join(homedir(), ".cache", "kairos-ts");
+  const release = await takeQemuLock(join(cache, "qemu.lock"), opts.onWait);
   const t0 = Date.now();
   const qemu = start("qemu-system-x86_64", args, { signal: opts.signal });
   qemu.stdin.end();
@@ -125,6 +156,7 @@ export async function bootIsoHeadless(
   } finally {
     qemu.kill("SIGKILL");
     await qemu.done.catch(() => {});
+    release();
     await rm(work, { recursive: true, force: true });
   }
 }
