@@ -321,7 +321,7 @@ kairos_main() {
 
 	if [ -z "$KAIROS_DRACUT" ]; then
 		kairos_coldplug
-		for _m in squashfs overlay loop isofs sr_mod sd_mod cdrom ext4 vfat nls_cp437 nls_iso8859_1 nls_utf8; do
+		for _m in squashfs overlay loop isofs sr_mod sd_mod cdrom ext4 vfat nls_cp437 nls_iso8859_1 nls_utf8 nls_ascii; do
 			modprobe -q "$_m" 2>/dev/null
 		done
 		kairos_coldplug

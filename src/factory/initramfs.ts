@@ -54,6 +54,7 @@ export const DEFAULT_INITRAMFS_MODULES: readonly string[] = [
   "nls_cp437",
   "nls_iso8859_1",
   "nls_utf8",
+  "nls_ascii",
   "isofs",
   "loop",
   // network boot
@@ -149,8 +150,25 @@ export function selectModules(
   depText: string,
   builtinText: string,
   names: readonly string[],
+  softdepText = "",
+  aliasText = "",
 ): ModuleSelection {
   const dep = parseModulesDep(depText);
+  // Soft dependencies ("softdep ext4 pre: crypto-crc32c"): module names or exact aliases that
+  // the kernel requests at run time (ext4 cannot mount a metadata_csum filesystem without crc32c).
+  const soft = new Map<string, string[]>();
+  for (const line of softdepText.split("\n")) {
+    const m = /^softdep\s+(\S+)\s+(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const names = m[2]!.split(/\s+/).filter((w) => w !== "pre:" && w !== "post:" && w !== "");
+    soft.set(m[1]!.replace(/-/g, "_"), [...(soft.get(m[1]!.replace(/-/g, "_")) ?? []), ...names]);
+  }
+  const exactAlias = new Map<string, string[]>();
+  for (const line of aliasText.split("\n")) {
+    const m = /^alias\s+(\S+)\s+(\S+)/.exec(line);
+    if (!m || /[*?[]/.test(m[1]!)) continue;
+    exactAlias.set(m[1]!, [...(exactAlias.get(m[1]!) ?? []), m[2]!.replace(/-/g, "_")]);
+  }
   const byName = new Map<string, string>();
   for (const p of dep.keys()) byName.set(modName(p), p);
   const builtinNames = new Set(
@@ -167,6 +185,13 @@ export function selectModules(
     for (const d of dep.get(p) ?? []) visit(d, [...chain, p]);
     done.add(p);
     out.push(p);
+    for (const name of soft.get(modName(p)) ?? []) {
+      const n = name.replace(/-/g, "_");
+      for (const target of byName.has(n) ? [n] : (exactAlias.get(name) ?? [])) {
+        const tp = byName.get(target);
+        if (tp) visit(tp, [...chain, p]);
+      }
+    }
   };
   const builtin: string[] = [];
   const notFound: string[] = [];
@@ -229,7 +254,7 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsR
   const builtinText = (await view.readFile(`${mdir}/modules.builtin`))?.toString("utf8") ?? "";
   const aliasText = (await view.readFile(`${mdir}/modules.alias`))?.toString("utf8") ?? "";
   const softdepText = (await view.readFile(`${mdir}/modules.softdep`))?.toString("utf8") ?? "";
-  const sel = selectModules(depBuf.toString("utf8"), builtinText, opts.modules ?? DEFAULT_INITRAMFS_MODULES);
+  const sel = await selectionFor(view, kernel, opts.modules ?? DEFAULT_INITRAMFS_MODULES);
 
   let bb: Buffer;
   try {
@@ -342,6 +367,23 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsR
   };
 }
 
+/** The module selection for a kernel of a rootfs (the same in both passes over a tar stream). */
+export async function selectionFor(
+  view: RootfsView,
+  kernel: KernelInfo,
+  names: readonly string[],
+): Promise<ModuleSelection> {
+  const text = async (f: string) =>
+    (await view.readFile(`${kernel.modulesDir}/${f}`))?.toString("utf8") ?? "";
+  return selectModules(
+    await text("modules.dep"),
+    await text("modules.builtin"),
+    names,
+    await text("modules.softdep"),
+    await text("modules.alias"),
+  );
+}
+
 /** Find the image's one kernel, or a KairosError saying what is wrong (as doctor does). */
 export async function kernelOf(view: RootfsView): Promise<KernelInfo> {
   const report = await doctor(view);
@@ -361,13 +403,7 @@ export async function buildInitramfsFromTar(
   const view = opts.view ?? (await TarView.fromEntries(open()));
   const kernel = await kernelOf(view);
   const mdir = (await view.realpath(kernel.modulesDir)) ?? kernel.modulesDir;
-  const depBuf = await view.readFile(`${kernel.modulesDir}/modules.dep`);
-  const builtin = (await view.readFile(`${kernel.modulesDir}/modules.builtin`))?.toString("utf8") ?? "";
-  const sel = selectModules(
-    depBuf?.toString("utf8") ?? "",
-    builtin,
-    opts.modules ?? DEFAULT_INITRAMFS_MODULES,
-  );
+  const sel = await selectionFor(view, kernel, opts.modules ?? DEFAULT_INITRAMFS_MODULES);
   const wanted = new Set(sel.paths.map((p) => `${mdir}/${p}`));
   const image = (await view.realpath(kernel.image)) ?? kernel.image;
   const mods = await TarView.fromEntries(open(), (p) => wanted.has(p) || p === image);

@@ -14,7 +14,7 @@ depends() {
 }
 
 installkernel() {
-	hostonly='' instmods squashfs overlay loop isofs sr_mod sd_mod cdrom ext4 vfat nls_cp437 nls_iso8859_1 \
+	hostonly='' instmods squashfs overlay loop isofs sr_mod sd_mod cdrom ext4 vfat nls_cp437 nls_iso8859_1 nls_utf8 nls_ascii \
 		virtio_blk virtio_scsi virtio_pci ahci nvme usb_storage uas xhci_pci
 }
 

@@ -24,6 +24,21 @@ describe("module selection", () => {
     ]);
   });
 
+  it("adds soft dependencies by module name or exact alias (ext4 pre: crypto-crc32c)", () => {
+    const dep = `${DEP}kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko\nkernel/fs/jbd2/jbd2.ko:\nkernel/crypto/crc32c_generic.ko:\nkernel/arch/x86/crypto/crc32c-intel.ko:\nkernel/lib/zzz.ko:\n`;
+    const soft = "# comment\nsoftdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: zzz\n";
+    const alias =
+      "alias crypto-crc32c crc32c_generic\nalias crypto-crc32c crc32c_intel\nalias crypto-crc32* e1000\n";
+    const s = selectModules(dep, "", ["ext4"], soft, alias);
+    assert.deepEqual(s.paths, [
+      "kernel/fs/jbd2/jbd2.ko",
+      "kernel/lib/zzz.ko",
+      "kernel/fs/ext4/ext4.ko",
+      "kernel/crypto/crc32c_generic.ko",
+      "kernel/arch/x86/crypto/crc32c-intel.ko",
+    ]);
+  });
+
   it("refuses modules.dep entries that climb out of the modules directory", () => {
     assert.throws(
       () => parseModulesDep("kernel/a.ko: ../../../etc/shadow\n"),
