@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { buildInitramfsFromTar } from "../../src/factory/initramfs.js";
@@ -144,6 +144,16 @@ export async function liveFixture(tar: string): Promise<LiveFixture> {
     await writeFile(join(tmp, "fixture.json"), JSON.stringify(fx, null, 2));
     await rm(dir, { recursive: true, force: true });
     await rename(tmp, dir);
+    // Older fixtures (other inputs) are ~250 MB each: keep only this one.
+    for (const name of await readdir(testCacheDir())) {
+      if (
+        name.startsWith("initramfs-live-") &&
+        join(testCacheDir(), name) !== dir &&
+        !name.includes(".tmp-")
+      ) {
+        await rm(join(testCacheDir(), name), { recursive: true, force: true });
+      }
+    }
     return fx;
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
