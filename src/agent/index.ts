@@ -1,1 +1,2 @@
 export * from "./stages/index.js";
+export * from "./state.js";

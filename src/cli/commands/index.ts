@@ -1,5 +1,6 @@
 import type { Register } from "../common.js";
 import { registerAgentConfigCommands } from "./agent-config.js";
+import { registerAgentState } from "./agent-state.js";
 import { registerAuroraBoot } from "./auroraboot.js";
 import { registerBase } from "./base.js";
 import { registerBuild } from "./build.js";
@@ -18,4 +19,4 @@ export const kairosCommands: Register[] = [
 ];
 
 /** The `kairos-agent` (node) subcommands. */
-export const agentCommands: Register[] = [registerAgentConfigCommands];
+export const agentCommands: Register[] = [registerAgentConfigCommands, registerAgentState];
