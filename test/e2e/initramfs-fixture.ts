@@ -8,23 +8,17 @@ import { createReadStream, existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
+import { ensureDefaultBase } from "../../src/base/index.js";
 import { buildInitramfsFromTar } from "../../src/factory/initramfs.js";
 import { frameworkDir, repoDir } from "../../src/factory/paths.js";
 import { run, start } from "../../src/sys/index.js";
 import { readTar, type TarEntry, type WriteEntry, writeTar } from "../../src/tar/index.js";
 import { testCacheDir } from "../helpers/qemu.js";
 
-/** The rootfs tar of the default base, or undefined when none can be had on this machine. */
-export async function baseRootfsTar(): Promise<string | undefined> {
+/** The rootfs tar of the default base (built on first use, cached), or $KAIROS_TEST_ROOTFS_TAR. */
+export async function baseRootfsTar(): Promise<string> {
   if (process.env.KAIROS_TEST_ROOTFS_TAR) return process.env.KAIROS_TEST_ROOTFS_TAR;
-  const baseModule = join(repoDir(), "src", "base", "index.ts");
-  if (existsSync(baseModule)) {
-    const mod = (await import(baseModule)) as {
-      ensureDefaultBase?: (opts: Record<string, unknown>) => Promise<{ rootfsTar: string }>;
-    };
-    if (mod.ensureDefaultBase) return (await mod.ensureDefaultBase({})).rootfsTar;
-  }
-  return undefined;
+  return (await ensureDefaultBase()).rootfsTar;
 }
 
 export const MARKER_UNIT = `[Unit]
