@@ -1,10 +1,10 @@
 import { spawn } from "node:child_process";
 import { constants, copyFileSync } from "node:fs";
 import { access, mkdir, mkdtemp, rm } from "node:fs/promises";
-import { homedir, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Writable } from "node:stream";
-import { KairosError, start } from "../sys/index.js";
+import { cacheRoot, KairosError, start } from "../sys/index.js";
 
 export interface HeadlessBootOptions {
   iso: string;
@@ -107,7 +107,7 @@ export async function bootIsoHeadless(
       ? `file=${opts.iso},format=raw,if=virtio,snapshot=on`
       : `file=${opts.iso},media=cdrom,readonly=on,if=ide,index=2`,
   );
-  const cache = process.env.KAIROS_CACHE ?? join(homedir(), ".cache", "kairos-ts");
+  const cache = cacheRoot();
   const release = await takeQemuLock(join(cache, "qemu.lock"), opts.onWait);
   const t0 = Date.now();
   const qemu = start("qemu-system-x86_64", args, { signal: opts.signal });

@@ -1,10 +1,9 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { appendLayer, editConfig, emptyImage, writeImage } from "../oci/index.js";
-import { KairosError, type Progress, run } from "../sys/index.js";
+import { cacheRoot, KairosError, type Progress, run } from "../sys/index.js";
 import { readTar, type WriteEntry, writeTar } from "../tar/index.js";
 
 /**
@@ -71,10 +70,6 @@ export interface DefaultBase {
   archiveRef: string;
   /** Hash of the inputs; names the cache directory. */
   key: string;
-}
-
-export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
-  return env.KAIROS_CACHE ?? join(env.HOME ?? homedir(), ".cache", "kairos-ts");
 }
 
 /** The Debian mirror this machine's apt uses (deb822 or one-line sources), else deb.debian.org. */

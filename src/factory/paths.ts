@@ -1,4 +1,5 @@
 import { fileURLToPath } from "node:url";
+import { cacheRoot } from "../sys/cache.js";
 
 /** The checkout's framework/ directory (files that go into the OS image), or $KAIROS_FRAMEWORK_DIR. */
 export function frameworkDir(): string {
@@ -12,5 +13,5 @@ export function repoDir(): string {
 
 /** The build cache: $KAIROS_CACHE or ~/.cache/kairos-ts. */
 export function cacheDir(): string {
-  return process.env.KAIROS_CACHE ?? `${process.env.HOME ?? "/tmp"}/.cache/kairos-ts`;
+  return cacheRoot();
 }

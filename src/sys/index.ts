@@ -1,3 +1,4 @@
+export * from "./cache.js";
 export * from "./errors.js";
 export * from "./filter.js";
 export * from "./progress.js";

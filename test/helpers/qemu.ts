@@ -6,16 +6,15 @@
  */
 import { spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { join } from "node:path";
-import { type Started, start } from "../../src/sys/index.js";
+import { cacheRoot, type Started, start } from "../../src/sys/index.js";
 
 export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 export const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /** Where tests cache expensive things (keyed by input hash by the callers). */
 export function testCacheDir(): string {
-  const base = process.env.KAIROS_CACHE ?? join(homedir(), ".cache", "kairos-ts");
+  const base = cacheRoot();
   const dir = join(base, "test");
   mkdirSync(dir, { recursive: true });
   return dir;
