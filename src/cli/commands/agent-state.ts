@@ -24,7 +24,8 @@ export const registerAgentState: Register = (program: Command) => {
     .argument("<field>", "dotted path into the state")
     .action(
       action(async (field: string, _opts: unknown, cmd: Command) => {
-        const s = await readNodeState((cmd.parent?.opts() as { root?: string }).root ?? "/");
+        const parentOpts: { root?: string } = cmd.parent?.opts() ?? {};
+        const s = await readNodeState(parentOpts.root ?? "/");
         const v = stateField(s, field);
         if (v === undefined) {
           throw new KairosError(
