@@ -1,21 +1,14 @@
 import type { Command } from "commander";
 import { type DoctorReport, doctor, formatReport } from "../../factory/doctor.js";
+import type { IdentityOptions } from "../../factory/identity.js";
 import { doctorImage, exportFramework, kairosInit } from "../../factory/init.js";
 import { DirectoryView } from "../../factory/rootfs-view.js";
 import { formatBytes, KairosError } from "../../sys/index.js";
 import { action, type GlobalOptions, globals, output, progressFor, type Register } from "../common.js";
 
-interface InitCliOptions extends GlobalOptions {
+/** The identity options (--os-name …, --fips) plus what only the CLI has. */
+interface InitCliOptions extends GlobalOptions, IdentityOptions {
   output?: string;
-  osName?: string;
-  osVersion?: string;
-  osId?: string;
-  osLabel?: string;
-  osRepo?: string;
-  homeUrl?: string;
-  variant?: string;
-  flavor?: string;
-  fips?: boolean;
   agent?: string;
   modules?: string;
   compression?: "zstd" | "gzip";
