@@ -192,14 +192,8 @@ export async function buildIso(opts: IsoBuildOptions): Promise<IsoBuildResult> {
   const onAbort = () => void cleanup();
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const live = await buildLiveArtifacts({
-      rootfs: opts.rootfs,
-      dir: work,
-      overlayRootfs: opts.overlayRootfs,
-      squashfs: opts.squashfs,
-      progress: opts.progress,
-      signal: opts.signal,
-    });
+    // Both option types carry every LiveOptions field but the work directory.
+    const live = await buildLiveArtifacts({ ...opts, dir: work });
     const name = explicitName ?? isoNameFromRelease(live.release);
     const tmpIso = join(work, `${name}.iso`);
     const task = opts.progress?.task("iso (xorriso)");
@@ -315,14 +309,8 @@ export async function buildNetbootFiles(
   const outDir = await ensureWritableDir(opts.outDir);
   const work = await mkdtemp(join(outDir, ".kairos-netboot-"));
   try {
-    const live = await buildLiveArtifacts({
-      rootfs: opts.rootfs,
-      dir: work,
-      overlayRootfs: opts.overlayRootfs,
-      squashfs: opts.squashfs,
-      progress: opts.progress,
-      signal: opts.signal,
-    });
+    // Both option types carry every LiveOptions field but the work directory.
+    const live = await buildLiveArtifacts({ ...opts, dir: work });
     const name = opts.name !== undefined ? checkIsoName(opts.name) : "kairos";
     const base = (opts.baseUrl ?? "http://{{ server }}:8080").replace(/\/+$/, "");
     const cmdline = netbootCmdline(`${base}/${name}.squashfs`, opts.extraCmdline ?? "");

@@ -143,8 +143,9 @@ export class DirectoryWriter {
     if (st.isDirectory()) {
       if (keepDir) return "dir";
       await rm(this.abs(path), { recursive: true, force: true });
+      // Only directories are remembered as verified: replacing a file needs no scan of them.
+      this.forget(path);
     } else await unlink(this.abs(path));
-    this.forget(path);
     return "none";
   }
 

@@ -324,6 +324,11 @@ function entitySpec(
   return { kind, table: file };
 }
 
+/** Two comma-separated member lists merged, first occurrence order kept, empties dropped. */
+function unionMembers(a: string, b: string): string {
+  return [...new Set([...a.split(","), ...b.split(",")].filter(Boolean))].join(",");
+}
+
 /**
  * ensure_entities: add or replace one passwd/shadow/group line. Like yip: a shadow password that
  * is not a hash is hashed, `last_changed: now` becomes today; a group keeps its existing members
@@ -347,8 +352,7 @@ export function ensureEntity(
     if (row[2] === "now") row[2] = today();
   }
   if (e.kind === "group" && cur) {
-    const members = [...(cur[3] ?? "").split(","), ...row[3]!.split(",")].filter(Boolean);
-    row[3] = [...new Set(members)].join(",");
+    row[3] = unionMembers(cur[3] ?? "", row[3]!);
     if (row[1] === "") row[1] = cur[1] ?? "";
     if (row[2] === "") row[2] = cur[2] ?? "";
   }
@@ -358,7 +362,7 @@ export function ensureEntity(
     if (!gs) db.gshadow.rows.push([id, "!", "", row[3]!]);
     else {
       while (gs.length < 4) gs.push("");
-      gs[3] = [...new Set([...gs[3]!.split(","), ...row[3]!.split(",")].filter(Boolean))].join(",");
+      gs[3] = unionMembers(gs[3]!, row[3]!);
     }
   }
   if (cur) {
