@@ -66,22 +66,35 @@ export async function buildEfiLoader(workDir: string, out: string, label = LIVE_
 /** FAT volume label of the EFI system partition image (must differ from the ISO's label). */
 export const ESP_LABEL = "KAIROS_ESP";
 
+/** FAT stores dates from 1980 to 2107 only; mtools writes garbage outside that range. */
+const FAT_MIN_EPOCH = 315532800; // 1980-01-01T00:00:00Z
+const FAT_MAX_EPOCH = 4354819199; // 2107-12-31T23:59:59Z
+
+/** The date mtools stamps on ESP files for a given SOURCE_DATE_EPOCH (clamped into FAT's range). */
+export function fatEpoch(epoch: number): number {
+  return Math.min(FAT_MAX_EPOCH, Math.max(FAT_MIN_EPOCH, epoch));
+}
+
 /**
  * The EFI system partition image: a FAT file made with `mkfs.vfat -C` and filled with mtools,
  * so no loop device or mount is needed. Holds EFI/BOOT/BOOTX64.EFI and a grub.cfg copy.
+ * Byte-identical for the same inputs: fixed volume id, `--invariant` (constant dates in the
+ * boot sector and label entry) and mtools' SOURCE_DATE_EPOCH for file dates (in UTC, since
+ * FAT dates are local time).
  */
 export async function buildEfiImage(
   workDir: string,
   out: string,
-  opts: { label?: string; grubCfg?: string } = {},
+  opts: { label?: string; grubCfg?: string; sourceDateEpoch?: number } = {},
 ): Promise<void> {
   const loader = join(workDir, "BOOTX64.EFI");
   await buildEfiLoader(workDir, loader, opts.label);
   const loaderSize = (await stat(loader)).size;
   // Room for the loader, the config and FAT overhead, rounded up to whole MiB, at least 4 MiB.
   const kib = Math.max(4096, Math.ceil((loaderSize + 1024 * 1024) / (1024 * 1024)) * 1024);
-  await run("mkfs.vfat", ["-C", "-n", ESP_LABEL, "-i", "4B41524F", out, String(kib)]);
-  const env = { ...process.env, MTOOLS_SKIP_CHECK: "1" };
+  await run("mkfs.vfat", ["--invariant", "-C", "-n", ESP_LABEL, "-i", "4B41524F", out, String(kib)]);
+  const epoch = fatEpoch(opts.sourceDateEpoch ?? Math.floor(Date.now() / 1000));
+  const env = { ...process.env, MTOOLS_SKIP_CHECK: "1", SOURCE_DATE_EPOCH: String(epoch), TZ: "UTC" };
   await run("mmd", ["-i", out, "::/EFI", "::/EFI/BOOT"], { env });
   await run("mcopy", ["-i", out, loader, "::/EFI/BOOT/BOOTX64.EFI"], { env });
   if (opts.grubCfg !== undefined) {

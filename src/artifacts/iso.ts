@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { lstat, mkdir, readdir, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir, writeFile } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
 import { KairosError, run } from "../sys/index.js";
 import { biosHybridMbr, buildBiosEltorito, buildEfiImage } from "./bootloader.js";
@@ -30,7 +30,47 @@ export interface IsoInputs {
   workDir: string;
   /** Output file; written in place, the caller renames it into its final name. */
   out: string;
+  /**
+   * Seconds since 1970 (UTC) for every date on the medium: volume dates, file dates, the GPT
+   * disk GUID, FAT dates on the ESP. Default: $SOURCE_DATE_EPOCH, else the current time. The
+   * same inputs and epoch give a byte-identical ISO.
+   */
+  sourceDateEpoch?: number;
   signal?: AbortSignal;
+}
+
+/** Latest epoch accepted: ISO 9660 volume dates have four year digits, FAT stops at 2107; keep to 2099. */
+const MAX_EPOCH = 4102444799; // 2099-12-31T23:59:59Z
+
+/**
+ * The epoch an ISO build stamps: the explicit value, else $SOURCE_DATE_EPOCH (the
+ * reproducible-builds.org convention: a decimal integer, refused when malformed), else now.
+ */
+export function resolveSourceDateEpoch(explicit?: number, env: NodeJS.ProcessEnv = process.env): number {
+  if (explicit !== undefined) {
+    if (!Number.isSafeInteger(explicit) || explicit < 0 || explicit > MAX_EPOCH) {
+      throw new KairosError(
+        `source date epoch ${explicit} is not valid`,
+        `give whole seconds since 1970 between 0 and ${MAX_EPOCH} (2099-12-31)`,
+      );
+    }
+    return explicit;
+  }
+  const raw = env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === "") return Math.floor(Date.now() / 1000);
+  const n = /^[0-9]{1,10}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(n <= MAX_EPOCH)) {
+    throw new KairosError(
+      `SOURCE_DATE_EPOCH='${raw}' is not valid`,
+      `set it to whole seconds since 1970 between 0 and ${MAX_EPOCH} (e.g. $(git log -1 --format=%ct)), or unset it`,
+    );
+  }
+  return n;
+}
+
+/** xorriso's --modification-date= form of an epoch: YYYYMMDDhhmmsscc in UTC. */
+export function isoModificationDate(epoch: number): string {
+  return `${new Date(epoch * 1000).toISOString().replace(/[-:T]/g, "").slice(0, 14)}00`;
 }
 
 /** ISO paths an overlay may not replace: they are what the medium boots. */
@@ -90,8 +130,28 @@ export function xorrisoArgs(p: {
   roots: string[];
   /** ISO path → host file. */
   grafts: Record<string, string>;
+  /**
+   * Make the image reproducible: every date is this epoch (volume dates, all file dates, the
+   * boot catalog) and the GPT GUIDs derive from it; files are owned by root. Run xorriso with
+   * SOURCE_DATE_EPOCH set as well, so nodes without a disk source get it too.
+   */
+  epoch?: number;
 }): string[] {
   const graftEscape = (s: string) => s.replace(/\\/g, "\\\\").replace(/=/g, "\\=");
+  const reproducible =
+    p.epoch === undefined
+      ? []
+      : [
+          `--modification-date=${isoModificationDate(p.epoch)}`,
+          "--set_all_file_dates",
+          `=${p.epoch}`,
+          "--gpt_disk_guid",
+          "modification-date",
+          "-uid",
+          "0",
+          "-gid",
+          "0",
+        ];
   return [
     "-as",
     "mkisofs",
@@ -99,6 +159,7 @@ export function xorrisoArgs(p: {
     p.out,
     "-V",
     p.label,
+    ...reproducible,
     "-iso-level",
     "3",
     "-J",
@@ -134,6 +195,9 @@ export function xorrisoArgs(p: {
     "-no-emul-boot",
     ...p.roots.map((r) => `/=${graftEscape(r)}`),
     ...Object.entries(p.grafts).map(([iso, host]) => `${graftEscape(iso)}=${graftEscape(host)}`),
+    // Grafted files keep their host modes, which follow the builder's umask: pin them with a
+    // native command after the emulation (applied before the image is written).
+    ...(p.epoch === undefined ? [] : ["--", "-chmod", "0644", ...Object.keys(p.grafts), "--"]),
   ];
 }
 
@@ -151,6 +215,7 @@ export async function assembleIso(inputs: IsoInputs): Promise<void> {
       "use 1-32 characters from A-Z, 0-9 and _ (Kairos expects COS_LIVE)",
     );
   }
+  const epoch = resolveSourceDateEpoch(inputs.sourceDateEpoch);
   const overlayFiles = inputs.overlayIso ? await checkOverlayIso(inputs.overlayIso) : [];
   const overlaySet = new Set(overlayFiles);
   const tree = join(inputs.workDir, "iso-root");
@@ -169,8 +234,9 @@ export async function assembleIso(inputs: IsoInputs): Promise<void> {
     }
     await writeFile(join(tree, ISO_CONFIG.slice(1)), inputs.cloudConfig);
   }
+  await normalizeModes(tree);
   const efiImage = join(inputs.workDir, "efiboot.img");
-  await buildEfiImage(inputs.workDir, efiImage, { label });
+  await buildEfiImage(inputs.workDir, efiImage, { label, sourceDateEpoch: epoch });
   const roots = [tree];
   if (inputs.overlayIso) roots.push(inputs.overlayIso);
   await run(
@@ -186,9 +252,23 @@ export async function assembleIso(inputs: IsoInputs): Promise<void> {
         [ISO_INITRD]: inputs.initrd,
         [ISO_SQUASHFS]: inputs.squashfs,
       },
+      epoch,
     }),
-    { signal: inputs.signal },
+    // TZ: ISO 9660 directory records carry a zone offset; UTC keeps them the same everywhere.
+    { signal: inputs.signal, env: { ...process.env, SOURCE_DATE_EPOCH: String(epoch), TZ: "UTC" } },
   );
+}
+
+/**
+ * The generated tree's modes would follow the builder's umask; pin them (directories 0755,
+ * files 0644) so the Rock Ridge attributes are the same for every builder.
+ */
+async function normalizeModes(tree: string): Promise<void> {
+  await chmod(tree, 0o755);
+  for (const e of await walk(tree)) {
+    const full = join(tree, e);
+    await chmod(full, (await lstat(full)).isDirectory() ? 0o755 : 0o644);
+  }
 }
 
 /** sha256 of a file, hex. */

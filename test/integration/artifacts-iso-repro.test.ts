@@ -1,0 +1,101 @@
+/**
+ * Reproducible ISOs with the real tools (grub-mkimage, mkfs.vfat, mtools, xorriso): the same
+ * inputs and source date epoch give the same bytes, whatever the work directory, the umask or
+ * the wall clock; another epoch gives another image. Cross-checked with xorriso's PVD report,
+ * mtools' directory listing of the ESP and sgdisk.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { buildEfiImage } from "../../src/artifacts/bootloader.js";
+import { assembleIso } from "../../src/artifacts/iso.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const EPOCH = 1700000000; // 2023-11-14T22:13:20Z
+
+function sh(cmd: string, args: string[], env?: NodeJS.ProcessEnv): string {
+  return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env });
+}
+
+/** Build an ISO from small fake boot files in a fresh work directory under `dir`. */
+async function build(dir: string, name: string, sourceDateEpoch?: number): Promise<string> {
+  const work = join(dir, name);
+  mkdirSync(work);
+  writeFileSync(join(work, "kernel"), "FAKE-KERNEL\n");
+  writeFileSync(join(work, "initrd"), "FAKE-INITRD\n");
+  writeFileSync(join(work, "rootfs.squashfs"), Buffer.alloc(300_000, 0x5a));
+  const out = join(work, "out.iso");
+  await assembleIso({
+    kernel: join(work, "kernel"),
+    initrd: join(work, "initrd"),
+    squashfs: join(work, "rootfs.squashfs"),
+    cloudConfig: "#cloud-config\nhostname: repro\n",
+    workDir: work,
+    out,
+    sourceDateEpoch,
+  });
+  return out;
+}
+
+test("same inputs and epoch give a byte-identical ISO (other work dir, umask and time)", async (t) => {
+  const dir = await tempDir(t);
+  const a = await build(dir, "a", EPOCH);
+  await new Promise((r) => setTimeout(r, 2100)); // FAT and ISO dates have 2 s / 1 s resolution
+  const old = process.umask(0o077);
+  let b: string;
+  try {
+    b = await build(dir, "b-other-dir", EPOCH);
+  } finally {
+    process.umask(old);
+  }
+  assert.ok(readFileSync(a).equals(readFileSync(b)), "ISOs differ");
+
+  // The volume dates are the epoch, GPT is valid, every file is root's with the epoch's date.
+  const pvd = sh("xorriso", ["-indev", a, "-pvd_info"]);
+  assert.match(pvd, /Creation Time: 2023111422132000/);
+  assert.match(pvd, /Modif\. Time {2}: 2023111422132000/);
+  assert.match(sh("sgdisk", ["-v", a]), /No problems found/);
+  const ls = sh("xorriso", ["-indev", a, "-find", "/", "-exec", "lsdl"], { ...process.env, TZ: "UTC" });
+  const entries = ls.split("\n").filter((l) => /^[-de]/.test(l));
+  assert.ok(entries.length >= 10, ls);
+  for (const l of entries) assert.match(l, /^\S+\s+1 0\s+0\s+\d+ Nov 14\s+2023 '/, l);
+  for (const l of entries.filter((e) => e.startsWith("-"))) assert.match(l, /^-rw-r--r-- /, l);
+});
+
+test("another epoch, from SOURCE_DATE_EPOCH, gives another ISO with that date", async (t) => {
+  const dir = await tempDir(t);
+  const a = await build(dir, "a", EPOCH);
+  const saved = process.env.SOURCE_DATE_EPOCH;
+  process.env.SOURCE_DATE_EPOCH = "1600000000"; // 2020-09-13T12:26:40Z
+  let b: string;
+  try {
+    b = await build(dir, "b");
+  } finally {
+    if (saved === undefined) delete process.env.SOURCE_DATE_EPOCH;
+    else process.env.SOURCE_DATE_EPOCH = saved;
+  }
+  assert.ok(!readFileSync(a).equals(readFileSync(b)), "ISOs with different epochs are equal");
+  assert.match(sh("xorriso", ["-indev", b, "-pvd_info"]), /Creation Time: 2020091312264000/);
+  const gptA = sh("sgdisk", ["-p", a]).match(/Disk identifier \(GUID\): (\S+)/)?.[1];
+  const gptB = sh("sgdisk", ["-p", b]).match(/Disk identifier \(GUID\): (\S+)/)?.[1];
+  assert.ok(gptA && gptB && gptA !== gptB, `${gptA} vs ${gptB}`);
+});
+
+test("the ESP image is byte-identical for one epoch and its files carry that date", async (t) => {
+  const dir = await tempDir(t);
+  const imgs: string[] = [];
+  for (const n of ["a", "b"]) {
+    const w = join(dir, n);
+    mkdirSync(w);
+    await buildEfiImage(w, join(w, "esp.img"), { sourceDateEpoch: EPOCH, grubCfg: "set timeout=1\n" });
+    imgs.push(join(w, "esp.img"));
+    await new Promise((r) => setTimeout(r, 2100));
+  }
+  assert.ok(readFileSync(imgs[0]!).equals(readFileSync(imgs[1]!)), "ESP images differ");
+  const env = { ...process.env, MTOOLS_SKIP_CHECK: "1" };
+  const listing = sh("mdir", ["-i", imgs[0]!, "::/EFI/BOOT"], env);
+  assert.match(listing, /BOOTX64\s+EFI\s+\d+ 2023-11-14\s+22:13/);
+  assert.match(listing, /grub\s+cfg\s+\d+ 2023-11-14\s+22:13/i);
+});
