@@ -3,7 +3,7 @@ import { createReadStream } from "node:fs";
 import { chmod, lstat, mkdir, readdir, writeFile } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
 import { KairosError, run } from "../sys/index.js";
-import { biosHybridMbr, buildBiosEltorito, buildEfiImage } from "./bootloader.js";
+import { biosHybridMbr, bootImages } from "./bootloader.js";
 import {
   type GrubMenuOptions,
   ISO_CONFIG,
@@ -36,6 +36,8 @@ export interface IsoInputs {
    * same inputs and epoch give a byte-identical ISO.
    */
   sourceDateEpoch?: number;
+  /** Cache directory of the GRUB boot images (default $KAIROS_CACHE/grub); false: build them. */
+  grubCache?: string | false;
   signal?: AbortSignal;
 }
 
@@ -221,7 +223,11 @@ export async function assembleIso(inputs: IsoInputs): Promise<void> {
   const tree = join(inputs.workDir, "iso-root");
   await mkdir(join(tree, "boot/grub/i386-pc"), { recursive: true });
   // The El Torito image must be a real file in the tree (xorriso patches its boot info table).
-  await buildBiosEltorito(inputs.workDir, join(tree, "boot/grub/i386-pc/eltorito.img"), label);
+  const efiImage = join(inputs.workDir, "efiboot.img");
+  await bootImages(inputs.workDir, join(tree, "boot/grub/i386-pc/eltorito.img"), efiImage, {
+    label,
+    cacheDir: inputs.grubCache,
+  });
   if (!overlaySet.has("boot/grub/grub.cfg")) {
     await writeFile(join(tree, "boot/grub/grub.cfg"), liveGrubCfg({ ...inputs.grub, label }));
   }
@@ -235,8 +241,6 @@ export async function assembleIso(inputs: IsoInputs): Promise<void> {
     await writeFile(join(tree, ISO_CONFIG.slice(1)), inputs.cloudConfig);
   }
   await normalizeModes(tree);
-  const efiImage = join(inputs.workDir, "efiboot.img");
-  await buildEfiImage(inputs.workDir, efiImage, { label, sourceDateEpoch: epoch });
   const roots = [tree];
   if (inputs.overlayIso) roots.push(inputs.overlayIso);
   await run(
