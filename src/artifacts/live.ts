@@ -5,7 +5,8 @@ import { KairosError, type Progress } from "../sys/index.js";
 import { loadCloudConfig, type MediaCloudConfig } from "./cloud-config.js";
 import { type GrubMenuOptions, LIVE_LABEL, netbootCmdline } from "./grub.js";
 import { assembleIso, checkOverlayIso, writeChecksum } from "./iso.js";
-import { extractFromSquashfs, findBootFiles, parseEnvFile, readTextFromSquashfs } from "./rootfs-files.js";
+import { findBootFiles, parseEnvFile } from "./rootfs-files.js";
+import { RootfsIndex } from "./rootfs-index.js";
 import { prepareRootfsTar, type RootfsStream } from "./rootfs-stream.js";
 import { type SquashfsOptions, squashfsFromTar } from "./squashfs.js";
 
@@ -45,13 +46,15 @@ export interface LiveOptions {
 
 /**
  * The shared first half of every live medium (ISO, netboot): stream the rootfs tar into a
- * squashfs, then take the kernel and the initrd out of that squashfs, so all three always
- * come from the same bytes.
+ * squashfs, keeping the kernel, the initrd and the release files as they pass, so all three
+ * always come from the same bytes without reading the squashfs back.
  */
 export async function buildLiveArtifacts(opts: LiveOptions): Promise<LiveArtifacts> {
   const squashfs = join(opts.dir, "rootfs.squashfs");
   const task = opts.progress?.task(`squashfs from ${opts.rootfs.describe}`, opts.rootfs.size, "bytes");
   let tarBytes = 0;
+  // Records the tree and keeps the boot and release files as they stream past.
+  const index = new RootfsIndex(join(opts.dir, "captured"), opts.rootfs.describe);
   try {
     const source = await opts.rootfs.open();
     const dropped: string[] = [];
@@ -59,6 +62,7 @@ export async function buildLiveArtifacts(opts: LiveOptions): Promise<LiveArtifac
       overlayDir: opts.overlayRootfs,
       label: opts.rootfs.describe,
       onDroppedXattr: (n) => dropped.push(n),
+      tap: (entries) => index.tap(entries),
     });
     ({ tarBytes } = await squashfsFromTar(prepared, squashfs, {
       ...opts.squashfs,
@@ -74,16 +78,16 @@ export async function buildLiveArtifacts(opts: LiveOptions): Promise<LiveArtifac
     task?.fail(err instanceof Error ? err.message.split("\n")[0]! : String(err));
     throw err;
   }
-  const boot = await findBootFiles(squashfs);
+  const boot = await findBootFiles(index);
   const kernel = join(opts.dir, "kernel");
   const initrd = join(opts.dir, "initrd");
-  await extractFromSquashfs(squashfs, boot.kernel, kernel);
-  await extractFromSquashfs(squashfs, boot.initrd, initrd);
+  await index.extract(boot.kernel, squashfs, kernel);
+  await index.extract(boot.initrd, squashfs, initrd);
   let release: Record<string, string> = {};
-  const kr = await readTextFromSquashfs(squashfs, "/etc/kairos-release");
+  const kr = await index.readText("/etc/kairos-release", squashfs);
   if (kr) release = parseEnvFile(kr);
   else {
-    const os = await readTextFromSquashfs(squashfs, "/etc/os-release");
+    const os = await index.readText("/etc/os-release", squashfs);
     if (os) {
       release = Object.fromEntries(Object.entries(parseEnvFile(os)).filter(([k]) => k.startsWith("KAIROS_")));
     }

@@ -4,12 +4,29 @@ import { pipeline } from "node:stream/promises";
 import { KairosError, run, start, ToolFailedError } from "../sys/index.js";
 
 /**
- * Read-only access to files inside a built rootfs squashfs (rdsquashfs from squashfs-tools-ng),
- * so the kernel, the initrd and kairos-release come from exactly what the medium will boot.
+ * Read-only lookups in a built rootfs: either the squashfs itself (rdsquashfs from
+ * squashfs-tools-ng) or the index recorded while the same tar stream was packed
+ * (rootfs-index.ts), so the kernel, the initrd and kairos-release always come from exactly
+ * what the medium will boot.
  */
 export interface Inode {
   type: "file" | "dir" | "symlink" | "other";
   target?: string;
+}
+
+/** The lookups the boot-file search needs, over any representation of a rootfs. */
+export interface TreeView {
+  /** Shown in errors. */
+  describe: string;
+  /** Stat `path` without following a final symlink; undefined when it does not exist. */
+  stat(path: string): Promise<Inode | undefined>;
+  /** Names in directory `path` (empty when it is missing or not a directory). */
+  list(path: string): Promise<string[]>;
+}
+
+/** A TreeView over a squashfs image (one rdsquashfs call per lookup). */
+export function squashfsView(img: string): TreeView {
+  return { describe: img, stat: (p) => statInSquashfs(img, p), list: (p) => listInSquashfs(img, p) };
 }
 
 /** Stat `path` without following a final symlink; undefined when it does not exist. */
@@ -51,8 +68,8 @@ export async function listInSquashfs(img: string, path: string): Promise<string[
  * Resolve `path` inside the image like the kernel would (symlinks relative to their directory,
  * absolute ones from the image root, never escaping it). Returns the final path and its inode.
  */
-export async function resolveInSquashfs(
-  img: string,
+export async function resolveIn(
+  view: TreeView,
   path: string,
 ): Promise<{ path: string; inode: Inode } | undefined> {
   let current = posix.normalize(`/${path}`);
@@ -63,7 +80,7 @@ export async function resolveInSquashfs(
     let restart = false;
     for (let i = 0; i < parts.length; i++) {
       const candidate = posix.join(resolved, parts[i]!);
-      const st = await statInSquashfs(img, candidate);
+      const st = await view.stat(candidate);
       if (!st) return undefined;
       if (st.type === "symlink") {
         const target = st.target ?? "";
@@ -77,7 +94,12 @@ export async function resolveInSquashfs(
     }
     if (!restart) return { path: resolved, inode: { type: "dir" } };
   }
-  throw new KairosError(`too many symlinks resolving ${path} in ${img}`);
+  throw new KairosError(`too many symlinks resolving ${path} in ${view.describe}`);
+}
+
+/** resolveIn over a squashfs image. */
+export function resolveInSquashfs(img: string, path: string) {
+  return resolveIn(squashfsView(img), path);
 }
 
 /** Copy the regular file at `path` (symlinks followed) out of the image into `dest`. */
@@ -132,17 +154,18 @@ const INITRD_LINKS = ["/boot/initrd", "/initrd.img", "/boot/initrd.img"];
  * own names (`/vmlinuz`, `/boot/vmlinuz-VERSION`, `/usr/lib/modules/VERSION/vmlinuz`;
  * `/boot/initrd.img-VERSION`, `/boot/initramfs-VERSION.img`, `/boot/initrd-VERSION`).
  */
-export async function findBootFiles(img: string): Promise<BootFiles> {
-  const isFile = async (p: string) => (await resolveInSquashfs(img, p))?.inode.type === "file";
+export async function findBootFiles(img: string | TreeView): Promise<BootFiles> {
+  const view = typeof img === "string" ? squashfsView(img) : img;
+  const isFile = async (p: string) => (await resolveIn(view, p))?.inode.type === "file";
   let kernel: string | undefined;
   let version: string | undefined;
   for (const p of KERNEL_LINKS) {
     if (await isFile(p)) {
-      kernel = (await resolveInSquashfs(img, p))!.path;
+      kernel = (await resolveIn(view, p))!.path;
       break;
     }
   }
-  const boot = await listInSquashfs(img, "/boot");
+  const boot = await view.list("/boot");
   if (!kernel) {
     const versions = boot
       .filter((n) => /^vmlinuz-./.test(n))
@@ -157,7 +180,7 @@ export async function findBootFiles(img: string): Promise<BootFiles> {
   }
   if (!kernel) {
     for (const mods of ["/usr/lib/modules", "/lib/modules"]) {
-      const versions = (await listInSquashfs(img, mods)).sort(compareVersions).reverse();
+      const versions = (await view.list(mods)).sort(compareVersions).reverse();
       for (const v of versions) {
         if (await isFile(`${mods}/${v}/vmlinuz`)) {
           kernel = `${mods}/${v}/vmlinuz`;
@@ -178,7 +201,7 @@ export async function findBootFiles(img: string): Promise<BootFiles> {
   let initrd: string | undefined;
   for (const p of INITRD_LINKS) {
     if (await isFile(p)) {
-      initrd = (await resolveInSquashfs(img, p))!.path;
+      initrd = (await resolveIn(view, p))!.path;
       break;
     }
   }
@@ -190,7 +213,7 @@ export async function findBootFiles(img: string): Promise<BootFiles> {
       `/usr/lib/modules/${version}/initrd`,
     ]) {
       if (await isFile(p)) {
-        initrd = (await resolveInSquashfs(img, p))!.path;
+        initrd = (await resolveIn(view, p))!.path;
         break;
       }
     }

@@ -19,6 +19,8 @@ export interface PrepareOptions {
   label?: string;
   /** Told about every dropped xattr name once. */
   onDroppedXattr?: (name: string) => void;
+  /** Sees the final entries just before they are encoded (e.g. RootfsIndex.tap). */
+  tap?: (entries: AsyncIterable<WriteEntry>) => AsyncIterable<WriteEntry>;
 }
 
 /**
@@ -27,7 +29,8 @@ export interface PrepareOptions {
  * metadata). Bodies stream through untouched; nothing is staged on disk.
  */
 export function prepareRootfsTar(source: RootfsStream, opts: PrepareOptions = {}): AsyncIterable<Buffer> {
-  return writeTar(prepareEntries(source, opts));
+  const entries = prepareEntries(source, opts);
+  return writeTar(opts.tap ? opts.tap(entries) : entries);
 }
 
 /**

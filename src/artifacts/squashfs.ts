@@ -1,5 +1,4 @@
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { Readable, type Writable } from "node:stream";
 import { KairosError, start } from "../sys/index.js";
 
 /** How the squashfs is compressed. Defaults match the measured sweet spot on a 2-core host. */
@@ -15,7 +14,11 @@ export interface SquashfsOptions {
   onBytes?: (total: number) => void;
 }
 
-const COALESCE_BYTES = 1 << 20;
+/** Pieces gathered before one vectored write to the packer. */
+const BATCH_BYTES = 1 << 20;
+const BATCH_PIECES = 1024;
+/** Bytes we let queue in user space before waiting for the packer: absorbs bursts on both sides. */
+const QUEUE_BYTES = 8 << 20;
 
 export const SQUASHFS_DEFAULTS = { level: 3, blockSize: 1024 * 1024, jobs: 2 } as const;
 
@@ -66,29 +69,8 @@ export async function squashfsFromTar(
 ): Promise<{ tarBytes: number }> {
   const child = start("tar2sqfs", tar2sqfsArgs(out, opts), { signal: opts.signal });
   let tarBytes = 0;
-  // Coalesce the many small pieces of a tar stream (512-byte headers, small files) into ~1 MiB
-  // writes: one pipe write per piece costs more than the packing itself.
-  const counted = async function* (src: AsyncIterable<Buffer>) {
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    for await (const chunk of src) {
-      tarBytes += chunk.length;
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      if (pendingBytes >= COALESCE_BYTES) {
-        opts.onBytes?.(tarBytes);
-        yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-      }
-    }
-    if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes);
-    opts.onBytes?.(tarBytes);
-  };
-  const source = tar instanceof Readable ? tar : Readable.from(tar);
-  const feeding = pipeline(source, counted, child.stdin);
   try {
-    await feeding;
+    tarBytes = await feed(tar, child.stdin, opts.onBytes);
   } catch (err) {
     // If tar2sqfs died, its exit status is the real error, not our EPIPE. Otherwise the source
     // failed: kill the packer so that it cannot finish a truncated image.
@@ -102,6 +84,73 @@ export async function squashfsFromTar(
   }
   await child.done;
   return { tarBytes };
+}
+
+/**
+ * Write a stream of many small pieces (512-byte headers, small files) to `sink` in vectored
+ * writes: pieces are batched under cork() so that one writev carries ~1 MiB, without copying
+ * them into one buffer (a concat copied the whole rootfs once more). Up to QUEUE_BYTES may wait
+ * in user space, so a slow moment on either side does not stall the other. Returns the byte count.
+ */
+async function feed(
+  src: AsyncIterable<Buffer>,
+  sink: Writable,
+  onBytes?: (total: number) => void,
+): Promise<number> {
+  let failure: Error | undefined;
+  const onError = (e: Error) => {
+    failure ??= e;
+  };
+  sink.on("error", onError);
+  const drained = () =>
+    new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        sink.off("drain", ok);
+        sink.off("error", done);
+        sink.off("close", closed);
+        if (err) reject(err);
+        else resolve();
+      };
+      const ok = () => done();
+      const closed = () =>
+        done(failure ?? Object.assign(new Error("packer closed its input"), { code: "EPIPE" }));
+      sink.on("drain", ok);
+      sink.on("error", done);
+      sink.on("close", closed);
+    });
+  let total = 0;
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  const flush = () => {
+    sink.cork();
+    for (const b of batch) sink.write(b);
+    sink.uncork();
+    batch = [];
+    batchBytes = 0;
+    onBytes?.(total);
+  };
+  try {
+    for await (const chunk of src) {
+      if (failure) throw failure;
+      if (chunk.length === 0) continue;
+      total += chunk.length;
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_PIECES) {
+        flush();
+        if (sink.writableLength >= QUEUE_BYTES) await drained();
+      }
+    }
+    if (failure) throw failure;
+    if (batch.length) flush();
+    await new Promise<void>((resolve, reject) => {
+      sink.end((err?: Error | null) => (err ? reject(err) : resolve()));
+    });
+    if (failure) throw failure;
+    return total;
+  } finally {
+    sink.off("error", onError);
+  }
 }
 
 function isPipeError(err: unknown): boolean {

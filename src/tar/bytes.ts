@@ -7,10 +7,13 @@ export class TarFormatError extends KairosError {
 
 /**
  * Pull-based reader over an async byte source: hands out exact-length slices and body
- * chunks without copying when a chunk already holds them.
+ * chunks without copying when a chunk already holds them. A read that straddles two chunks
+ * copies only the bytes it returns (a 512-byte header), never the rest of the next chunk:
+ * with 256 KiB decompressor chunks, joining whole chunks copied most of a layer once more.
  */
 export class ByteSource {
   private readonly it: AsyncIterator<Uint8Array>;
+  /** Unread bytes of the current chunk. */
   private buf: Buffer = Buffer.alloc(0);
   private ended = false;
   /** Bytes handed out or skipped so far. */
@@ -20,34 +23,54 @@ export class ByteSource {
     this.it = source[Symbol.asyncIterator]();
   }
 
-  private async fill(): Promise<boolean> {
-    if (this.ended) return false;
-    const r = await this.it.next();
-    if (r.done) {
-      this.ended = true;
-      return false;
+  /** The next non-empty chunk of the source, or undefined at its end. */
+  private async next(): Promise<Buffer | undefined> {
+    while (!this.ended) {
+      const r = await this.it.next();
+      if (r.done) {
+        this.ended = true;
+        break;
+      }
+      if (r.value.byteLength === 0) continue;
+      return Buffer.isBuffer(r.value)
+        ? r.value
+        : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
     }
-    const chunk = Buffer.isBuffer(r.value)
-      ? r.value
-      : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    return true;
+    return undefined;
   }
 
   /** Exactly `n` bytes, or fewer only at end of input. */
   async read(n: number): Promise<Buffer> {
-    while (this.buf.length < n) {
-      if (!(await this.fill())) break;
+    if (this.buf.length >= n) {
+      const out = this.buf.subarray(0, n);
+      this.buf = this.buf.subarray(n);
+      this.position += n;
+      return out;
     }
-    const out = this.buf.subarray(0, Math.min(n, this.buf.length));
-    this.buf = this.buf.subarray(out.length);
-    this.position += out.length;
-    return out;
+    const parts: Buffer[] = [];
+    let have = 0;
+    while (have < n) {
+      if (this.buf.length === 0) {
+        const chunk = await this.next();
+        if (!chunk) break;
+        this.buf = chunk;
+      }
+      const take = this.buf.subarray(0, Math.min(n - have, this.buf.length));
+      parts.push(take);
+      have += take.length;
+      this.buf = this.buf.subarray(take.length);
+    }
+    this.position += have;
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, have);
   }
 
   /** Up to `max` bytes (at least 1 unless at end), for streaming bodies. */
   async readSome(max: number): Promise<Buffer> {
-    if (this.buf.length === 0 && !(await this.fill())) return this.buf;
+    if (this.buf.length === 0) {
+      const chunk = await this.next();
+      if (!chunk) return this.buf;
+      this.buf = chunk;
+    }
     const out = this.buf.subarray(0, Math.min(max, this.buf.length));
     this.buf = this.buf.subarray(out.length);
     this.position += out.length;

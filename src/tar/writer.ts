@@ -139,6 +139,8 @@ function padLen(n: number): number {
 
 /** The two zero blocks that end an archive. */
 export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
+/** Shared padding source (never written to): one allocation instead of one per file. */
+const ZEROS = Buffer.alloc(BLOCK);
 
 /**
  * Encode entries as a tar byte stream (pax/ustar). Bodies are streamed through;
@@ -166,7 +168,7 @@ export async function* writeTar(
       throw new Error(`tar writer: ${header.path} has ${written} bytes, its header says ${header.size}`);
     }
     const pad = padLen(written);
-    if (pad) yield Buffer.alloc(pad);
+    if (pad) yield ZEROS.subarray(0, pad);
   }
   yield END_OF_ARCHIVE;
 }
