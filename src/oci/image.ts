@@ -22,6 +22,7 @@ import {
   type Manifest,
   type Platform,
 } from "./types.js";
+import { READ_CHUNK } from "./util.js";
 
 /** Opens a blob's raw stream (unverified; the caller verifies). */
 export type BlobOpener = (desc: Descriptor) => Promise<Readable>;
@@ -179,7 +180,12 @@ export class BlobLayer implements Layer {
 /** A layer backed by a local file (a freshly built layer). */
 export class FileLayer extends BlobLayer {
   constructor(descriptor: Descriptor, diffId: string, path: string) {
-    super(descriptor, diffId, async () => createReadStream(path), `layer file ${path}`);
+    super(
+      descriptor,
+      diffId,
+      async () => createReadStream(path, { highWaterMark: READ_CHUNK }),
+      `layer file ${path}`,
+    );
   }
 }
 

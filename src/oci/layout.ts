@@ -20,7 +20,14 @@ import {
 import { DEFAULT_PLATFORM } from "./reference.js";
 import type { Descriptor, Image, ImageIndex, Platform } from "./types.js";
 import { MAX_MANIFEST_BYTES, MediaType } from "./types.js";
-import { counted, forEachLimit, shortDigest, type TransferOptions, uniqueByDigest } from "./util.js";
+import {
+  counted,
+  forEachLimit,
+  READ_CHUNK,
+  shortDigest,
+  type TransferOptions,
+  uniqueByDigest,
+} from "./util.js";
 
 export const REF_NAME = "org.opencontainers.image.ref.name";
 
@@ -56,7 +63,7 @@ export function dirFiles(dir: string): LayoutFiles {
       await stat(join(dir, p)).catch(() => {
         throw new KairosError(`oci:${dir}: blob ${p} is missing`, "the layout is incomplete");
       });
-      return createReadStream(join(dir, p));
+      return createReadStream(join(dir, p), { highWaterMark: READ_CHUNK });
     },
   };
 }

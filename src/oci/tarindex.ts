@@ -6,6 +6,7 @@ import { KairosError } from "../sys/index.js";
 import { TarFormatError } from "../tar/bytes.js";
 import { BLOCK, decodeHeader, entryTypeOf, isZeroBlock, parsePax } from "../tar/index.js";
 import { normalizeEntryPath } from "../tar/path.js";
+import { READ_CHUNK } from "./util.js";
 
 /** Where one archive member's bytes are. */
 export interface Member {
@@ -107,6 +108,7 @@ export class TarIndex {
   open(m: Member, start = 0, end?: number): Readable {
     if (m.size === 0) return createReadStream(this.file, { start: m.offset, end: m.offset - 1 });
     return createReadStream(this.file, {
+      highWaterMark: READ_CHUNK,
       start: m.offset + start,
       end: m.offset + Math.min(end ?? m.size, m.size) - 1,
     });

@@ -1,6 +1,12 @@
 import { pipeline, type Readable, Transform, type TransformCallback } from "node:stream";
 import type { Progress, Task } from "../sys/index.js";
 
+/**
+ * Read size for local blobs: 1 MiB reads instead of the default 64 KiB cut the thread-pool
+ * round trips and decompressor calls for a 250 MB layer from ~4000 to ~250.
+ */
+export const READ_CHUNK = 1 << 20;
+
 /** Passes bytes through, reporting the running count. */
 export class CountingStream extends Transform {
   count = 0;
