@@ -6,11 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { buildEfiImage } from "../../src/artifacts/bootloader.js";
-import { assembleIso } from "../../src/artifacts/iso.js";
+import { assembleIso, type IsoInputs, writeChecksum } from "../../src/artifacts/iso.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const EPOCH = 1700000000; // 2023-11-14T22:13:20Z
@@ -25,6 +25,7 @@ async function build(
   name: string,
   sourceDateEpoch?: number,
   grubCache: string | false = false,
+  more: Partial<IsoInputs> = {},
 ): Promise<string> {
   const work = join(dir, name);
   mkdirSync(work);
@@ -32,7 +33,7 @@ async function build(
   writeFileSync(join(work, "initrd"), "FAKE-INITRD\n");
   writeFileSync(join(work, "rootfs.squashfs"), Buffer.alloc(300_000, 0x5a));
   const out = join(work, "out.iso");
-  await assembleIso({
+  const r = await assembleIso({
     kernel: join(work, "kernel"),
     initrd: join(work, "initrd"),
     squashfs: join(work, "rootfs.squashfs"),
@@ -41,7 +42,11 @@ async function build(
     out,
     sourceDateEpoch,
     grubCache,
+    ...more,
   });
+  // The returned checksum and size are the file's.
+  assert.equal(r.sha256, sh("sha256sum", [out]).split(" ")[0]);
+  assert.equal(r.size, statSync(out).size);
   return out;
 }
 
@@ -109,4 +114,46 @@ test("the ESP image is byte-identical across builds; its files carry FAT's first
   const listing = sh("mdir", ["-i", imgs[0]!, "::/EFI/BOOT"], env);
   assert.match(listing, /BOOTX64\s+EFI\s+\d+ 1980-01-01\s+0:00/);
   assert.match(listing, /grub\s+cfg\s+\d+ 1980-01-01\s+0:00/i);
+});
+
+test("the ISO piped through the hash is the ISO xorriso writes to a file", async (t) => {
+  const dir = await tempDir(t);
+  const piped = await build(dir, "piped", EPOCH);
+  const file = await build(dir, "file", EPOCH, false, { xorrisoWritesFile: true });
+  assert.ok(readFileSync(piped).equals(readFileSync(file)), "piped and file ISOs differ");
+  // Independent readers agree on the hybrid layout.
+  const report = (iso: string) => sh("xorriso", ["-indev", iso, "-report_el_torito", "as_mkisofs"]);
+  const r = report(piped);
+  assert.equal(r, report(file).replaceAll(file, piped));
+  assert.match(r, /-append_partition 2 28732ac11ff8d211ba4b00a0c93ec93b /);
+  assert.match(r, /--modification-date=.2023111422132000/);
+  assert.match(r, /-b '\/boot\/grub\/i386-pc\/eltorito.img'/);
+  assert.match(r, /--grub2-mbr/);
+  assert.match(sh("sgdisk", ["-v", piped]), /No problems found/);
+});
+
+test("a failing xorriso behind the pipe fails the build with its message", async (t) => {
+  const dir = await tempDir(t);
+  await assert.rejects(
+    build(dir, "bad", EPOCH, false, { kernel: join(dir, "no-such-kernel") }),
+    (err: Error) => /xorriso/.test(err.message) && /no-such-kernel/.test(err.message),
+  );
+});
+
+test("writeChecksum uses the hash taken while writing, and re-reads a changed file", async (t) => {
+  const dir = await tempDir(t);
+  const iso = await build(dir, "a", EPOCH);
+  const sum = sh("sha256sum", [iso]).split(" ")[0]!;
+  assert.equal(await writeChecksum(iso), sum);
+  assert.equal(readFileSync(`${iso}.sha256`, "utf8"), `${sum}  out.iso\n`);
+  const iso2 = await build(dir, "b", EPOCH);
+  appendFileSync(iso2, "changed after assembleIso");
+  const sum2 = sh("sha256sum", [iso2]).split(" ")[0]!;
+  assert.notEqual(sum2, sum);
+  assert.equal(await writeChecksum(iso2), sum2);
+  assert.equal(
+    await writeChecksum(iso2, `${iso2}.x`, "f".repeat(64)),
+    "f".repeat(64),
+    "a given hash is used",
+  );
 });
