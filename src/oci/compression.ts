@@ -1,5 +1,5 @@
-import { type Duplex, Transform, type TransformCallback } from "node:stream";
-import { createGunzip } from "node:zlib";
+import { type Duplex, Transform, type TransformCallback, type TransformOptions } from "node:stream";
+import { createGunzip, type ZlibOptions } from "node:zlib";
 import { Decompress } from "fzstd";
 import { filterProcess, findTool } from "../sys/index.js";
 
@@ -47,8 +47,9 @@ export class ZstdDecompress extends Transform {
  * installed (it runs on another core at several hundred MB/s; pure-JS fzstd manages ~100 MB/s),
  * else fzstd.
  */
-function decompressor(kind: "gzip" | "zstd"): Duplex {
-  if (kind === "gzip") return createGunzip({ chunkSize: 256 * 1024 });
+function decompressor(kind: "gzip" | "zstd", highWaterMark?: number): Duplex {
+  // zlib streams pass stream options through; the ZlibOptions type just does not list them.
+  if (kind === "gzip") return createGunzip({ chunkSize: 256 * 1024, highWaterMark } as ZlibOptions);
   return findTool("zstd") ? filterProcess("zstd", ["-dcq"]) : new ZstdDecompress();
 }
 
@@ -58,6 +59,9 @@ function decompressor(kind: "gzip" | "zstd"): Duplex {
  */
 export class AutoDecompress extends Transform {
   private inner: Duplex | null | undefined;
+  constructor(private readonly streamOptions?: TransformOptions) {
+    super(streamOptions);
+  }
   private head: Buffer[] = [];
   private headLen = 0;
   private choose(): Buffer {
@@ -68,7 +72,7 @@ export class AutoDecompress extends Transform {
       this.inner = null;
       return head;
     }
-    const inner = decompressor(kind);
+    const inner = decompressor(kind, this.streamOptions?.highWaterMark);
     inner.on("data", (d: Buffer) => {
       if (!this.push(d)) inner.pause();
     });

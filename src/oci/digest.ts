@@ -1,5 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
-import { Transform, type TransformCallback } from "node:stream";
+import { Transform, type TransformCallback, type TransformOptions } from "node:stream";
 import { KairosError } from "../sys/index.js";
 
 const ALGORITHMS: Record<string, number> = { sha256: 64, sha512: 128 };
@@ -65,8 +65,9 @@ export class VerifyingStream extends Transform {
   constructor(
     private readonly expected: { digest: string; size?: number },
     private readonly what: string,
+    streamOptions?: TransformOptions,
   ) {
-    super();
+    super(streamOptions);
     this.algorithm = parseDigest(expected.digest).algorithm;
     this.hash = createHash(this.algorithm);
   }

@@ -22,7 +22,7 @@ import {
   type Manifest,
   type Platform,
 } from "./types.js";
-import { READ_CHUNK } from "./util.js";
+import { READ_CHUNK, RUN_AHEAD } from "./util.js";
 
 /** Opens a blob's raw stream (unverified; the caller verifies). */
 export type BlobOpener = (desc: Descriptor) => Promise<Readable>;
@@ -162,16 +162,17 @@ export class BlobLayer implements Layer {
   }
   async compressed(): Promise<Readable> {
     const raw = await this.open(this.descriptor);
-    const v = new VerifyingStream(this.descriptor, `${this.what}: layer ${this.digest}`);
+    const v = new VerifyingStream(this.descriptor, `${this.what}: layer ${this.digest}`, RUN_AHEAD);
     // pipeline: an error anywhere reaches the consumer; a consumer that stops early frees the source.
     return pipeline(raw, v, noop);
   }
   async uncompressed(): Promise<Readable> {
     const c = await this.compressed();
-    const d = new AutoDecompress();
+    const d = new AutoDecompress(RUN_AHEAD);
     const v = new VerifyingStream(
       { digest: this.diffId },
       `${this.what}: uncompressed layer ${this.digest} (diff id)`,
+      RUN_AHEAD,
     );
     return pipeline(c, d, v, noop);
   }

@@ -7,6 +7,13 @@ import type { Progress, Task } from "../sys/index.js";
  */
 export const READ_CHUNK = 1 << 20;
 
+/**
+ * How far each stage of a layer read (verify, decompress, verify) may run ahead of the next.
+ * With the default 16 KiB the decompressor stopped after one chunk whenever the tar parser
+ * was busy, and the two took turns instead of running on both cores.
+ */
+export const RUN_AHEAD = { highWaterMark: 1 << 20 } as const;
+
 /** Passes bytes through, reporting the running count. */
 export class CountingStream extends Transform {
   count = 0;
