@@ -1,5 +1,9 @@
-import { Readable, type Writable } from "node:stream";
-import { KairosError, start } from "../sys/index.js";
+import { constants, createWriteStream } from "node:fs";
+import { mkdtemp, open, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { findTool, formatCommand, KairosError, requireTool, run, type Started, start } from "../sys/index.js";
 
 /** How the squashfs is compressed. Defaults match the measured sweet spot on a 2-core host. */
 export interface SquashfsOptions {
@@ -67,24 +71,67 @@ export async function squashfsFromTar(
   out: string,
   opts: SquashfsOptions = {},
 ): Promise<{ tarBytes: number }> {
-  const child = start("tar2sqfs", tar2sqfsArgs(out, opts), { signal: opts.signal });
-  let tarBytes = 0;
+  const dir = await mkdtemp(join(tmpdir(), "kairos-tar2sqfs-"));
+  const fifo = join(dir, "rootfs.tar");
   try {
-    tarBytes = await feed(tar, child.stdin, opts.onBytes);
-  } catch (err) {
-    // If tar2sqfs died, its exit status is the real error, not our EPIPE. Otherwise the source
-    // failed: kill the packer so that it cannot finish a truncated image.
-    if (isPipeError(err)) {
-      await child.done;
+    await run("mkfifo", ["-m", "600", fifo]);
+    const child = startOnFifo(fifo, tar2sqfsArgs(out, opts), opts.signal);
+    const sink = createWriteStream(fifo, { highWaterMark: BATCH_BYTES });
+    // If tar2sqfs dies before it opens the FIFO, our open would wait for a reader forever:
+    // open it for reading once, so that the writer gets EPIPE instead.
+    child.done.catch(async () => {
+      try {
+        await (await open(fifo, constants.O_RDONLY | constants.O_NONBLOCK)).close();
+      } catch {
+        // the FIFO is gone: nothing waits on it
+      }
+    });
+    let tarBytes = 0;
+    try {
+      tarBytes = await feed(tar, sink, opts.onBytes);
+    } catch (err) {
+      sink.destroy();
+      // If tar2sqfs died, its exit status is the real error, not our EPIPE. Otherwise the source
+      // failed: kill the packer so that it cannot finish a truncated image.
+      if (isPipeError(err)) {
+        await child.done;
+        throw err;
+      }
+      child.kill("SIGKILL");
+      await child.done.catch(() => {});
       throw err;
     }
-    child.kill("SIGKILL");
-    await child.done.catch(() => {});
-    throw err;
+    await child.done;
+    return { tarBytes };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
-  await child.done;
-  return { tarBytes };
 }
+
+/**
+ * Start tar2sqfs reading the FIFO. The tar goes through a FIFO rather than the stdin Node gives
+ * a child (a socket pair with ~200 KiB of buffer that only the main thread refills): writes to
+ * the FIFO block in the thread pool, so the packer keeps reading while our thread parses, and
+ * perl (part of every Debian) grows the pipe to 1 MiB with F_SETPIPE_SZ before exec'ing the
+ * packer. Measured on the default image under load: 12.0 s instead of 16-19 s for the squashfs
+ * phase. Without perl, a plain shell redirection (64 KiB pipe) still gets most of it.
+ */
+function startOnFifo(fifo: string, args: string[], signal?: AbortSignal): Started {
+  const tar2sqfs = requireTool("tar2sqfs");
+  const display = formatCommand("tar2sqfs", args);
+  const child = findTool("perl")
+    ? start("perl", ["-e", PERL_ON_FIFO, fifo, tar2sqfs, ...args], { signal, display })
+    : start("sh", ["-c", 'f=$1; shift; exec "$@" < "$f"', "sh", fifo, tar2sqfs, ...args], {
+        signal,
+        display,
+      });
+  child.stdin.end();
+  return child;
+}
+
+/** Open the FIFO as stdin, ask for a 1 MiB pipe (F_SETPIPE_SZ is 1031; best effort), exec the tool. */
+const PERL_ON_FIFO =
+  'my $f = shift; open(STDIN, "<", $f) or die "open $f: $!\\n"; fcntl(STDIN, 1031, 1048576); exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\\n";';
 
 /**
  * Write a stream of many small pieces (512-byte headers, small files) to `sink` in vectored

@@ -14,6 +14,8 @@ export interface RunOptions {
   stderrTailBytes?: number;
   /** Pass the child's stdout/stderr through to ours instead of capturing them. */
   inherit?: boolean;
+  /** The command shown in errors, when the argv is a wrapper around the real tool. */
+  display?: string;
 }
 
 export interface RunResult {
@@ -86,7 +88,7 @@ export function start(tool: string, args: readonly string[], opts: RunOptions = 
     child.once("close", (code, sig) => {
       opts.signal?.removeEventListener("abort", onAbort);
       if (code === 0) resolve();
-      else reject(new ToolFailedError(formatCommand(tool, args), code, sig, tail.toString()));
+      else reject(new ToolFailedError(opts.display ?? formatCommand(tool, args), code, sig, tail.toString()));
     });
   });
   // Swallow EPIPE on stdin: the exit status tells the real story.
