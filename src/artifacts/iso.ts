@@ -31,9 +31,10 @@ export interface IsoInputs {
   /** Output file; written in place, the caller renames it into its final name. */
   out: string;
   /**
-   * Seconds since 1970 (UTC) for every date on the medium: volume dates, file dates, the GPT
-   * disk GUID, FAT dates on the ESP. Default: $SOURCE_DATE_EPOCH, else the current time. The
-   * same inputs and epoch give a byte-identical ISO.
+   * Seconds since 1970 (UTC) for every date on the medium: volume dates, file dates, and the
+   * GPT GUIDs derived from them (the ESP's files carry a fixed date, see ESP_FILE_EPOCH).
+   * Default: $SOURCE_DATE_EPOCH, else the current time. The same inputs and epoch give a
+   * byte-identical ISO.
    */
   sourceDateEpoch?: number;
   /** Cache directory of the GRUB boot images (default $KAIROS_CACHE/grub); false: build them. */
@@ -53,7 +54,7 @@ export interface IsoResult {
   size: number;
 }
 
-/** Latest epoch accepted: ISO 9660 volume dates have four year digits, FAT stops at 2107; keep to 2099. */
+/** Latest epoch accepted: well inside what ISO 9660 dates (year 9999 / 2155) can hold. */
 const MAX_EPOCH = 4102444799; // 2099-12-31T23:59:59Z
 
 /**

@@ -21,27 +21,57 @@ test("live command line follows the factory's live-boot contract", () => {
   );
 });
 
-test("grub.cfg has the live, install and debug entries on serial and screen", () => {
+test("grub.cfg has upstream's live entries on serial and screen, plain live boot first", () => {
   const cfg = liveGrubCfg({ timeout: 3 });
   assert.match(cfg, /terminal_output console serial/);
+  assert.match(cfg, /terminal_input console serial/);
   assert.match(cfg, /serial --unit=0 --speed=115200/);
+  assert.match(cfg, /insmod all_video/);
   assert.match(cfg, /set timeout=3/);
+  assert.match(cfg, /set default=0\n/);
   assert.match(cfg, /search --no-floppy --label COS_LIVE --set root/);
+  const titles = [...cfg.matchAll(/^menuentry "([^"]+)"/gm)].map((m) => m[1]);
+  assert.deepEqual(titles, [
+    "Kairos",
+    "Kairos (install)",
+    "Kairos (interactive install)",
+    "Kairos (remote recovery mode)",
+    "Kairos (boot local node from livecd)",
+    "Kairos (debug)",
+  ]);
   assert.deepEqual(
     LIVE_ENTRIES.map((e) => e.title),
-    ["Kairos", "Kairos (install)", "Kairos (debug)"],
+    titles,
   );
   const linuxLines = cfg.split("\n").filter((l) => l.trim().startsWith("linux "));
-  assert.equal(linuxLines.length, 3);
+  assert.equal(linuxLines.length, 6);
+  // The default entry's command line is exactly the live contract (the e2e tests boot it).
+  assert.equal(linuxLines[0]!.trim(), `linux ${ISO_KERNEL} ${liveCmdline()}`);
   for (const l of linuxLines) assert.ok(l.includes(`${ISO_KERNEL} ${liveCmdline()}`), l);
-  assert.ok(linuxLines[1]!.endsWith("install-mode"));
-  assert.ok(linuxLines[2]!.endsWith("rd.kairos.debug"));
-  assert.equal(cfg.split("\n").filter((l) => l.trim() === `initrd ${ISO_INITRD}`).length, 3);
+  // Each other entry adds exactly upstream's keyword (ours for debug).
+  const extras = linuxLines.map((l) => l.trim().slice(`linux ${ISO_KERNEL} ${liveCmdline()}`.length).trim());
+  assert.deepEqual(extras, [
+    "",
+    "install-mode",
+    "install-mode-interactive",
+    "kairos.remote_recovery_mode",
+    "kairos.boot_live_mode",
+    "rd.kairos.debug",
+  ]);
+  assert.equal(cfg.split("\n").filter((l) => l.trim() === `initrd ${ISO_INITRD}`).length, 6);
+});
+
+test("the default entry can be chosen, but only among the entries there are", () => {
+  assert.match(liveGrubCfg({ defaultEntry: 5 }), /set default=5\n/);
+  for (const bad of [-1, 6, 1.5]) {
+    assert.throws(() => liveGrubCfg({ defaultEntry: bad }), /default menu entry .* does not exist \(0-5\)/);
+  }
 });
 
 test("extra kernel arguments are appended to every entry", () => {
   const cfg = liveGrubCfg({ extraCmdline: "nomodeset quiet" });
-  assert.equal(cfg.split("\n").filter((l) => l.includes("nomodeset quiet")).length, 3);
+  assert.equal(cfg.split("\n").filter((l) => l.includes("nomodeset quiet")).length, 6);
+  assert.ok(cfg.includes(`${liveCmdline()} kairos.remote_recovery_mode nomodeset quiet`));
 });
 
 test("grub.cfg refuses values that could inject grub commands", () => {
