@@ -172,7 +172,9 @@ export class BlobLayer implements Layer {
     const v = new VerifyingStream(
       { digest: this.diffId },
       `${this.what}: uncompressed layer ${this.digest} (diff id)`,
-      RUN_AHEAD,
+      // The consumer iterates this stream, and an iterator's read() joins whatever is buffered
+      // on the readable side: buffer ahead on the writable side only, chunk by chunk.
+      { writableHighWaterMark: RUN_AHEAD.highWaterMark },
     );
     return pipeline(c, d, v, noop);
   }
