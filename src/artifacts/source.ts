@@ -82,6 +82,9 @@ export async function openKairosRootfs(
     const t3 = opts.progress?.task("framework layer");
     const layer = await frameworkLayer(view, report, initrd, { signal: opts.signal });
     const kairos = await appendLayer(image, writeTar(layer.entries), {
+      // The layer lives only for this build and is read once, right away: compressing ~130 MB
+      // (mostly the agent) to decompress it again cost seconds of CPU for nothing.
+      compression: "none",
       signal: opts.signal,
       history: { created_by: "kairos init (on the fly, for media)" },
     });

@@ -91,7 +91,10 @@ export interface InitramfsOptions {
   /** The early-boot script (default framework/boot/kairos-early-boot.sh). */
   earlyBoot?: string;
   compression?: Compression;
-  /** zstd level (default 19) or gzip level (default 9). */
+  /**
+   * zstd level (default 12) or gzip level (default 9). zstd 19 made the default initramfs only
+   * 11% smaller (4.24 vs 4.73 MB) and took 11.3 s instead of 1.9 s here, on every build.
+   */
   level?: number;
 }
 
@@ -350,7 +353,7 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsR
   const raw = cpio.finish();
   let data: Buffer;
   if (compression === "zstd") {
-    data = await runBuffer("zstd", [`-${opts.level ?? 19}`, "-T2", "-q", "-c", "--check"], raw);
+    data = await runBuffer("zstd", [`-${opts.level ?? 12}`, "-T2", "-q", "-c", "--check"], raw);
   } else if (compression === "gzip") {
     data = gzipSync(raw, { level: opts.level ?? 9 });
   } else {
