@@ -315,37 +315,7 @@ async function xorrisoThroughHash(
     if (fd !== undefined) closeSync(fd);
   }
   await p.done;
-  const sha256 = h.digest("hex");
-  await rememberHash(out, sha256);
-  return { sha256, size };
-}
-
-/**
- * Hashes assembleIso computed while writing, by path, with the identity of the file they
- * belong to: writeChecksum(file) then skips re-reading an ISO that has not changed since,
- * even for callers that do not pass the hash along.
- */
-const writtenHashes = new Map<string, { id: string; sha256: string }>();
-
-async function fileId(path: string): Promise<string> {
-  const st = await lstat(path, { bigint: true });
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-}
-
-async function rememberHash(path: string, sha256: string): Promise<void> {
-  writtenHashes.set(path, { id: await fileId(path), sha256 });
-}
-
-/** The remembered hash of `path`, if the file is still the one assembleIso wrote (used once). */
-async function knownHash(path: string): Promise<string | undefined> {
-  const k = writtenHashes.get(path);
-  if (!k) return undefined;
-  writtenHashes.delete(path);
-  try {
-    return (await fileId(path)) === k.id ? k.sha256 : undefined;
-  } catch {
-    return undefined;
-  }
+  return { sha256: h.digest("hex"), size };
 }
 
 /**
@@ -376,7 +346,7 @@ export async function writeChecksum(
   checksumPath = `${file}.sha256`,
   sha256?: string,
 ): Promise<string> {
-  const hex = sha256 ?? (await knownHash(file)) ?? (await sha256File(file));
+  const hex = sha256 ?? (await sha256File(file));
   await writeFile(checksumPath, `${hex}  ${basename(file)}\n`);
   return hex;
 }

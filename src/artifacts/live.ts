@@ -201,7 +201,7 @@ export async function buildIso(opts: IsoBuildOptions): Promise<IsoBuildResult> {
     const name = explicitName ?? isoNameFromRelease(live.release);
     const tmpIso = join(work, `${name}.iso`);
     const task = opts.progress?.task("iso (xorriso)");
-    await assembleIso({
+    const written = await assembleIso({
       kernel: live.kernel,
       initrd: live.initrd,
       squashfs: live.squashfs,
@@ -217,8 +217,9 @@ export async function buildIso(opts: IsoBuildOptions): Promise<IsoBuildResult> {
       throw err;
     });
     const sumTmp = join(work, `${name}.iso.sha256`);
-    const sha256 = await writeChecksum(tmpIso, sumTmp);
-    const size = (await stat(tmpIso)).size;
+    // assembleIso hashed the ISO while writing it: no second read of ~250 MB.
+    const sha256 = await writeChecksum(tmpIso, sumTmp, written.sha256);
+    const size = written.size;
     task?.finish(`${(size / 1048576).toFixed(0)} MiB`);
     const iso = join(outDir, `${name}.iso`);
     await rename(tmpIso, iso);
