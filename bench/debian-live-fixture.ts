@@ -13,11 +13,12 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DEBIAN_SUITE, hostDebianMirror } from "../src/base/debian.js";
 import { KairosError, run } from "../src/sys/index.js";
 import { readTar } from "../src/tar/index.js";
+import { publishFixture } from "../test/helpers/fixture.js";
 import { testCacheDir } from "../test/helpers/qemu.js";
 
 /** What a Debian live system's initramfs is made from (live-build's defaults for bookworm). */
@@ -165,10 +166,7 @@ export async function debianLiveInitrd(tar: string): Promise<DebianLiveInitrd> {
       config,
       buildSeconds: (Date.now() - t0) / 1000,
     };
-    await writeFile(join(tmp, "fixture.json"), JSON.stringify(fx, null, 2));
-    await rm(dir, { recursive: true, force: true });
-    await rename(tmp, dir);
-    return fx;
+    return await publishFixture(tmp, dir, fx);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
@@ -264,19 +262,8 @@ export async function debianLiveIso(ourIso: string, tar: string): Promise<Debian
       ourInitrd: join(dir, "our-initrd"),
       initrd,
     };
-    await writeFile(join(tmp, "fixture.json"), JSON.stringify(fx, null, 2));
-    await rm(dir, { recursive: true, force: true });
-    await rename(tmp, dir);
     // Older ISOs (another fixture ISO) are ~230 MB each: keep only this one.
-    for (const name of await readdir(testCacheDir())) {
-      if (
-        name.startsWith("debian-live-iso-") &&
-        join(testCacheDir(), name) !== dir &&
-        !name.includes(".tmp-")
-      )
-        await rm(join(testCacheDir(), name), { recursive: true, force: true });
-    }
-    return fx;
+    return await publishFixture(tmp, dir, fx, "debian-live-iso-");
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;

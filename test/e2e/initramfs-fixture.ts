@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { ensureDefaultBase } from "../../src/base/index.js";
@@ -13,6 +13,7 @@ import { buildInitramfsFromTar } from "../../src/factory/initramfs.js";
 import { frameworkDir, repoDir } from "../../src/factory/paths.js";
 import { run, start } from "../../src/sys/index.js";
 import { readTar, type TarEntry, type WriteEntry, writeTar } from "../../src/tar/index.js";
+import { publishFixture } from "../helpers/fixture.js";
 import { testCacheDir } from "../helpers/qemu.js";
 
 /** The rootfs tar of the default base (built on first use, cached), or $KAIROS_TEST_ROOTFS_TAR. */
@@ -135,20 +136,8 @@ export async function liveFixture(tar: string): Promise<LiveFixture> {
       modules: r.modules.length,
       buildSeconds: (Date.now() - t0) / 1000,
     };
-    await writeFile(join(tmp, "fixture.json"), JSON.stringify(fx, null, 2));
-    await rm(dir, { recursive: true, force: true });
-    await rename(tmp, dir);
     // Older fixtures (other inputs) are ~250 MB each: keep only this one.
-    for (const name of await readdir(testCacheDir())) {
-      if (
-        name.startsWith("initramfs-live-") &&
-        join(testCacheDir(), name) !== dir &&
-        !name.includes(".tmp-")
-      ) {
-        await rm(join(testCacheDir(), name), { recursive: true, force: true });
-      }
-    }
-    return fx;
+    return await publishFixture(tmp, dir, fx, "initramfs-live-");
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;

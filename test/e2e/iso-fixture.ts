@@ -6,12 +6,13 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { chmod, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { buildIso, rootfsFromTarFile } from "../../src/artifacts/index.js";
 import { buildInitramfsFromTar } from "../../src/factory/initramfs.js";
 import { frameworkDir, repoDir } from "../../src/factory/paths.js";
 import { readTar } from "../../src/tar/index.js";
+import { publishFixture } from "../helpers/fixture.js";
 import { testCacheDir } from "../helpers/qemu.js";
 
 /** A oneshot unit after multi-user.target that reports what the live system sees. */
@@ -106,12 +107,9 @@ export async function isoFixture(tar: string): Promise<IsoFixture> {
       cloudConfig: join(dir, "config.yaml"),
       buildSeconds: (Date.now() - t0) / 1000,
     };
-    await writeFile(join(tmp, "fixture.json"), JSON.stringify(final, null, 2));
     // Readable by the unprivileged build test.
     for (const p of [tmp, overlay, cc]) await chmod(p, 0o755);
-    await rm(dir, { recursive: true, force: true });
-    await rename(tmp, dir);
-    return final;
+    return await publishFixture(tmp, dir, final);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
