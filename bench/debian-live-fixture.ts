@@ -19,6 +19,7 @@ import { DEBIAN_SUITE, hostDebianMirror } from "../src/base/debian.js";
 import { KairosError, run } from "../src/sys/index.js";
 import { readTar } from "../src/tar/index.js";
 import { publishFixture } from "../test/helpers/fixture.js";
+import { extractFromIso } from "../test/helpers/iso.js";
 import { testCacheDir } from "../test/helpers/qemu.js";
 
 /** What a Debian live system's initramfs is made from (live-build's defaults for bookworm). */
@@ -182,10 +183,6 @@ export interface DebianLiveIso {
   initrd: DebianLiveInitrd;
 }
 
-async function extract(iso: string, from: string, to: string): Promise<void> {
-  await run("xorriso", ["-osirrox", "on", "-indev", iso, "-extract", from, to]);
-}
-
 /**
  * A BIOS-bootable ISO with live-boot's layout made from the fixture ISO `ourIso`: its El Torito
  * GRUB image and kernel, its rootfs.squashfs as /live/filesystem.squashfs, Debian's initrd, and
@@ -209,15 +206,15 @@ export async function debianLiveIso(ourIso: string, tar: string): Promise<Debian
   await mkdir(join(tree, "boot", "grub", "i386-pc"), { recursive: true });
   await mkdir(join(tree, "live"), { recursive: true });
   try {
-    await extract(ourIso, "/boot/kernel", join(tmp, "kernel"));
-    await extract(ourIso, "/boot/initrd", join(tmp, "our-initrd"));
-    await extract(
+    await extractFromIso(ourIso, "/boot/kernel", join(tmp, "kernel"));
+    await extractFromIso(ourIso, "/boot/initrd", join(tmp, "our-initrd"));
+    await extractFromIso(
       ourIso,
       "/boot/grub/i386-pc/eltorito.img",
       join(tree, "boot", "grub", "i386-pc", "eltorito.img"),
     );
-    await extract(ourIso, "/boot/grub/grub.cfg", join(tmp, "grub.cfg"));
-    await extract(ourIso, "/rootfs.squashfs", join(tmp, "filesystem.squashfs"));
+    await extractFromIso(ourIso, "/boot/grub/grub.cfg", join(tmp, "grub.cfg"));
+    await extractFromIso(ourIso, "/rootfs.squashfs", join(tmp, "filesystem.squashfs"));
     const grub = await readFile(join(tmp, "grub.cfg"), "utf8");
     const ours = /linux \/boot\/kernel (root=live:\S+ rd\.live\.dir=\S+ rd\.live\.squashimg=\S+)/;
     if (!ours.test(grub)) throw new Error(`unexpected grub.cfg in ${ourIso}:\n${grub}`);

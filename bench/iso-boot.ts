@@ -10,9 +10,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { liveCmdline } from "../src/artifacts/index.js";
-import { run } from "../src/sys/index.js";
 import { baseRootfsTar } from "../test/e2e/initramfs-fixture.js";
 import { isoFixture } from "../test/e2e/iso-fixture.js";
+import { extractFromIso } from "../test/helpers/iso.js";
 import { type BootOptions, boot } from "../test/helpers/qemu.js";
 
 const rounds = Number(process.argv[2] ?? 1);
@@ -32,24 +32,8 @@ async function timeBoot(opts: Omit<BootOptions, "workDir">): Promise<number> {
 
 try {
   // The kernel and initrd exactly as on the ISO.
-  await run("xorriso", [
-    "-osirrox",
-    "on",
-    "-indev",
-    fx.iso,
-    "-extract",
-    "/boot/kernel",
-    join(work, "kernel"),
-  ]);
-  await run("xorriso", [
-    "-osirrox",
-    "on",
-    "-indev",
-    fx.iso,
-    "-extract",
-    "/boot/initrd",
-    join(work, "initrd"),
-  ]);
+  await extractFromIso(fx.iso, "/boot/kernel", join(work, "kernel"));
+  await extractFromIso(fx.iso, "/boot/initrd", join(work, "initrd"));
   const viaGrub: number[] = [];
   const direct: number[] = [];
   for (let i = 0; i < rounds; i++) {

@@ -8,6 +8,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { run } from "../../src/sys/index.js";
+import { extractFromIso } from "../helpers/iso.js";
 import { boot } from "../helpers/qemu.js";
 import { tempDir } from "../helpers/tmp.js";
 import { baseRootfsTar, liveFixture } from "./initramfs-fixture.js";
@@ -19,15 +20,7 @@ describe("universal initramfs: installed system (QEMU TCG)", { timeout: 15 * 60_
     const work = await tempDir(t);
     const state = join(work, "state");
     await mkdir(join(state, "cOS"), { recursive: true });
-    await run("xorriso", [
-      "-osirrox",
-      "on",
-      "-indev",
-      fx.iso,
-      "-extract",
-      "/rootfs.squashfs",
-      join(state, "cOS", "active.img"),
-    ]);
+    await extractFromIso(fx.iso, "/rootfs.squashfs", join(state, "cOS", "active.img"));
     const img = (name: string) => join(work, name);
     await run("truncate", ["-s", "400M", img("state.img")]);
     await run("mkfs.ext4", ["-q", "-L", "COS_STATE", "-d", state, img("state.img")]);

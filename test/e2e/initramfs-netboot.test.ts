@@ -11,7 +11,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { run } from "../../src/sys/index.js";
+import { extractFromIso } from "../helpers/iso.js";
 import { boot } from "../helpers/qemu.js";
 import { tempDir } from "../helpers/tmp.js";
 import { baseRootfsTar, liveFixture } from "./initramfs-fixture.js";
@@ -24,7 +24,7 @@ describe("universal initramfs netboot (QEMU TCG, user-mode network restricted to
     const fx = await liveFixture(tar!);
     const work = await tempDir(t);
     const sq = join(work, "rootfs.squashfs");
-    await run("xorriso", ["-osirrox", "on", "-indev", fx.iso, "-extract", "/rootfs.squashfs", sq]);
+    await extractFromIso(fx.iso, "/rootfs.squashfs", sq);
     const size = (await stat(sq)).size;
     const requests: string[] = [];
     const server = createServer((req, res) => {

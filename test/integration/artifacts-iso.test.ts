@@ -17,6 +17,7 @@ import {
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { buildIso, buildNetbootFiles, rootfsFromTarFile } from "../../src/artifacts/index.js";
+import { extractFromIso } from "../helpers/iso.js";
 import {
   FIXTURE_BINARY_XATTR,
   FIXTURE_CAP,
@@ -30,11 +31,6 @@ const KAIROS = resolve(import.meta.dirname, "../../bin/kairos");
 
 function sh(cmd: string, args: string[], opts: { cwd?: string } = {}): string {
   return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], ...opts });
-}
-
-/** Extract one file from an ISO with xorriso (no mount). */
-function isoExtract(iso: string, path: string, dest: string): void {
-  sh("xorriso", ["-osirrox", "on", "-indev", iso, "-extract", path, dest]);
 }
 
 function kairos(args: string[], opts: { cwd?: string } = {}) {
@@ -118,7 +114,7 @@ test("ISO from a rootfs tar: hybrid layout, boot files, config, checksum, squash
     ["/rootfs.squashfs", "rootfs.squashfs"],
     ["/extra/README", "README"],
   ]) {
-    isoExtract(r.iso, p!, join(x, f!));
+    await extractFromIso(r.iso, p!, join(x, f!));
   }
   assert.deepEqual(readFileSync(join(x, "kernel")), FIXTURE_KERNEL);
   assert.deepEqual(readFileSync(join(x, "initrd")), FIXTURE_INITRD);
