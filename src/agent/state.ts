@@ -1,6 +1,6 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { parseOsRelease } from "../factory/os-release.js";
+import { parseOsRelease } from "../factory/index.js";
 
 /** How this node booted, in upstream kairos-agent's words. */
 export type BootState = "live_boot" | "active_boot" | "passive_boot" | "recovery_boot" | "unknown";

@@ -1,8 +1,13 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { doctor } from "../factory/doctor.js";
-import { assertContract, frameworkLayer, imageEntries, imageView } from "../factory/init.js";
-import { buildInitramfsFromTar } from "../factory/initramfs.js";
+import {
+  assertContract,
+  buildInitramfsFromTar,
+  doctor,
+  frameworkLayer,
+  imageEntries,
+  imageView,
+} from "../factory/index.js";
 import { flattenEntries } from "../oci/flatten.js";
 import { appendLayer, type OpenOptions, openImage } from "../oci/index.js";
 import type { Image } from "../oci/types.js";

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from "commander";
-import { enforceFips } from "../factory/fips.js";
+import { enforceFips } from "../factory/index.js";
 import { describeError } from "../sys/index.js";
 import { VERSION } from "../version.js";
 import { agentCommands } from "./commands/index.js";

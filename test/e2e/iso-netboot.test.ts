@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, it } from "node:test";
-import { serveDirectory } from "../../src/netboot/http.js";
+import { serveDirectory } from "../../src/netboot/index.js";
 import { boot } from "../helpers/qemu.js";
 import { tempDir } from "../helpers/tmp.js";
 import { baseRootfsTar } from "./initramfs-fixture.js";

@@ -7,9 +7,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ensureDefaultBase } from "../../src/base/index.js";
-import { ensureAgent } from "../../src/factory/framework.js";
-import { identityFiles } from "../../src/factory/identity.js";
-import { exportFramework } from "../../src/factory/init.js";
+import { ensureAgent, exportFramework, identityFiles } from "../../src/factory/index.js";
 import { flattenToDirectory } from "../../src/oci/flatten.js";
 import { openImage } from "../../src/oci/index.js";
 import { run } from "../../src/sys/index.js";

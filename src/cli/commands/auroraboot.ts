@@ -11,7 +11,7 @@ import {
   type MediaCloudConfig,
   netbootCmdline,
 } from "../../artifacts/index.js";
-import { parseListen, serveDirectory, serveUntilStopped } from "../../netboot/http.js";
+import { parseListen, serveDirectory, serveUntilStopped } from "../../netboot/index.js";
 import { KairosError } from "../../sys/index.js";
 import { action, globals, output, progressFor, type Register } from "../common.js";
 import { abortOnSignals, resolveRootfs } from "./build.js";

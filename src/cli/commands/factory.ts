@@ -1,8 +1,14 @@
 import type { Command } from "commander";
-import { type DoctorReport, doctor, formatReport } from "../../factory/doctor.js";
-import type { IdentityOptions } from "../../factory/identity.js";
-import { doctorImage, exportFramework, kairosInit } from "../../factory/init.js";
-import { DirectoryView } from "../../factory/rootfs-view.js";
+import {
+  DirectoryView,
+  type DoctorReport,
+  doctor,
+  doctorImage,
+  exportFramework,
+  formatReport,
+  type IdentityOptions,
+  kairosInit,
+} from "../../factory/index.js";
 import { formatBytes, KairosError } from "../../sys/index.js";
 import { action, type GlobalOptions, globals, output, progressFor, type Register } from "../common.js";
 

@@ -3,7 +3,7 @@ import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { test } from "node:test";
-import { parseListen, serveDirectory, serveUntilStopped } from "../../../src/netboot/http.js";
+import { parseListen, serveDirectory, serveUntilStopped } from "../../../src/netboot/index.js";
 import { tempDir } from "../../helpers/tmp.js";
 
 /** A raw GET/HEAD with the path sent exactly as given (fetch would normalize ".."). */

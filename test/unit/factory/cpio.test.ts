@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFile, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { CpioWriter, cpioPath } from "../../../src/factory/cpio.js";
+import { CpioWriter, cpioPath } from "../../../src/factory/index.js";
 import { run } from "../../../src/sys/index.js";
 import { tempDir } from "../../helpers/tmp.js";
 

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type DoctorReport, doctor, formatReport } from "../../../src/factory/doctor.js";
-import { DirectoryView, type RootfsView } from "../../../src/factory/rootfs-view.js";
+import {
+  DirectoryView,
+  type DoctorReport,
+  doctor,
+  formatReport,
+  type RootfsView,
+} from "../../../src/factory/index.js";
 import {
   alpineTree,
   DEB_KVER,

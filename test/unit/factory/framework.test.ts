@@ -8,7 +8,7 @@ import {
   FRAMEWORK_UNITS,
   frameworkFiles,
   layerEntries,
-} from "../../../src/factory/framework.js";
+} from "../../../src/factory/index.js";
 import { run } from "../../../src/sys/index.js";
 import { readTar, writeTar } from "../../../src/tar/index.js";
 import { collect, tempDir } from "../../helpers/tmp.js";

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { identityFiles } from "../../../src/factory/identity.js";
-import { detectFamily, parseOsRelease } from "../../../src/factory/os-release.js";
+import { detectFamily, identityFiles, parseOsRelease } from "../../../src/factory/index.js";
 import { KairosError } from "../../../src/sys/index.js";
 
 const DEBIAN =

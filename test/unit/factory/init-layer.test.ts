@@ -2,10 +2,13 @@ import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { doctor } from "../../../src/factory/doctor.js";
-import { assertContract, frameworkLayer } from "../../../src/factory/init.js";
-import type { InitramfsResult } from "../../../src/factory/initramfs.js";
-import { parseOsRelease } from "../../../src/factory/os-release.js";
+import {
+  assertContract,
+  doctor,
+  frameworkLayer,
+  type InitramfsResult,
+  parseOsRelease,
+} from "../../../src/factory/index.js";
 import { readTar, writeTar } from "../../../src/tar/index.js";
 import { collect, tempDir } from "../../helpers/tmp.js";
 import { alpineTree, DEB_KVER, debianTree, FED_KVER, fedoraTree, makeTarView } from "./trees.js";

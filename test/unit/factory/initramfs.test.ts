@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { gunzipSync, gzipSync } from "node:zlib";
-import { buildInitramfs, kernelOf, parseModulesDep, selectModules } from "../../../src/factory/initramfs.js";
+import { buildInitramfs, kernelOf, parseModulesDep, selectModules } from "../../../src/factory/index.js";
 import { run, start } from "../../../src/sys/index.js";
 import { DEB_KVER, debianTree, makeTarView } from "./trees.js";
 

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { type RootfsView, TarView } from "../../../src/factory/rootfs-view.js";
+import { type RootfsView, TarView } from "../../../src/factory/index.js";
 
 /** A synthetic rootfs: files (path → content), symlinks (path → target), empty dirs. */
 export interface TreeSpec {
