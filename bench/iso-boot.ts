@@ -4,7 +4,7 @@
  * squashfs), i.e. what firmware + GRUB loading from the medium cost. The comparison with
  * Debian's own live initramfs (issue #4's goal) is bench/live-boot.ts.
  * Both boots in one run, one QEMU at a time. Uses the e2e fixture ISO (built if missing).
- * Usage: node --import tsx bench/iso-boot.ts [rounds=1]
+ * Usage: node --import tsx bench/iso-boot.ts [rounds=1] [--accel auto|kvm|tcg (default tcg)]
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,15 +14,18 @@ import { baseRootfsTar } from "../test/e2e/initramfs-fixture.js";
 import { isoFixture } from "../test/e2e/iso-fixture.js";
 import { extractFromIso } from "../test/helpers/iso.js";
 import { type BootOptions, boot } from "../test/helpers/qemu.js";
+import { accelFlag, benchAccel } from "./lib.js";
 
-const rounds = Number(process.argv[2] ?? 1);
+const { request, rest } = accelFlag(process.argv.slice(2));
+const rounds = Number(rest[0] ?? 1);
 const tar = await baseRootfsTar();
 if (!tar) throw new Error("no default base rootfs (run `kairos base`)");
 const fx = await isoFixture(tar);
 const work = await mkdtemp(join(tmpdir(), "kairos-bench-boot-"));
+let accel: "kvm" | "tcg" = "tcg";
 
 async function timeBoot(opts: Omit<BootOptions, "workDir">): Promise<number> {
-  const vm = await boot({ ...opts, workDir: work });
+  const vm = await boot({ ...opts, workDir: work, accel });
   try {
     return (await vm.waitFor(/KAIROS-ISO-BOOTED/, 600_000)).seconds;
   } finally {
@@ -34,6 +37,7 @@ try {
   // The kernel and initrd exactly as on the ISO.
   await extractFromIso(fx.iso, "/boot/kernel", join(work, "kernel"));
   await extractFromIso(fx.iso, "/boot/initrd", join(work, "initrd"));
+  accel = await benchAccel(request, async () => join(work, "kernel"));
   const viaGrub: number[] = [];
   const direct: number[] = [];
   for (let i = 0; i < rounds; i++) {

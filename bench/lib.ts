@@ -1,4 +1,11 @@
 import { spawn } from "node:child_process";
+import {
+  type Accel,
+  type AccelRequest,
+  chooseAccel,
+  parseAccel,
+  requestedAccel,
+} from "../src/artifacts/index.js";
 
 /** One timed run of a command: wall seconds, CPU seconds and peak RSS (from GNU time). */
 export interface Timing {
@@ -61,4 +68,30 @@ export function report(
     `${nativeName} ${native.seconds.toFixed(1)} s (cpu ${native.cpuSeconds.toFixed(1)} s) → ${ratio.toFixed(2)}× wall, ${cpuRatio.toFixed(2)}× cpu${verdict}`;
   console.log(line);
   return line;
+}
+
+/**
+ * `--accel auto|kvm|tcg` (or `--accel=…`) anywhere in `argv`, else $KAIROS_ACCEL, else tcg:
+ * the published boot figures are software emulation, so a bench uses KVM only when asked.
+ * Returns the request and the other arguments.
+ */
+export function accelFlag(argv: string[]): { request: AccelRequest; rest: string[] } {
+  const rest: string[] = [];
+  let flag: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--accel") flag = argv[++i] ?? "";
+    else if (a.startsWith("--accel=")) flag = a.slice("--accel=".length);
+    else rest.push(a);
+  }
+  if (flag !== undefined) return { request: parseAccel(flag, "--accel"), rest };
+  return { request: process.env.KAIROS_ACCEL ? requestedAccel(undefined) : "tcg", rest };
+}
+
+/** Resolve a bench's accelerator request (auto probes with `kernel`), saying what it chose. */
+export async function benchAccel(request: AccelRequest, kernel: () => Promise<string>): Promise<Accel> {
+  const c = await chooseAccel(request, { kernel });
+  if (c.note) console.log(c.note);
+  console.log(`accelerator: ${c.accel}`);
+  return c.accel;
 }

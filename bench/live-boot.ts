@@ -12,6 +12,7 @@
  * serial console: the kernel's banner, `Run /init` (initramfs starts), systemd's `Welcome to`
  * (switch root done) and the marker.
  * Usage: node --import tsx bench/live-boot.ts [rounds=1] [iso|direct|both=both] [extra kernel args]
+ *   [--accel auto|kvm|tcg (default tcg)]
  * Extra kernel arguments go on both command lines and need mode `direct` (the ISOs' GRUB menus
  * are fixed): e.g. "quiet", as Debian's live images boot, which also hides systemd's Welcome
  * line. Serial console output is expensive under TCG, so the comparison is only fair with the
@@ -25,10 +26,12 @@ import { baseRootfsTar } from "../test/e2e/initramfs-fixture.js";
 import { isoFixture } from "../test/e2e/iso-fixture.js";
 import { type BootOptions, boot, DEFAULT_FAIL_MARKERS } from "../test/helpers/qemu.js";
 import { debianLiveCmdline, debianLiveIso } from "./debian-live-fixture.js";
+import { accelFlag, benchAccel } from "./lib.js";
 
-const rounds = Number(process.argv[2] ?? 1);
-const mode = process.argv[3] ?? "both";
-const extra = process.argv[4] ?? "";
+const { request, rest } = accelFlag(process.argv.slice(2));
+const rounds = Number(rest[0] ?? 1);
+const mode = rest[1] ?? "both";
+const extra = rest[2] ?? "";
 if (
   !Number.isInteger(rounds) ||
   rounds < 1 ||
@@ -58,9 +61,11 @@ const tar = await baseRootfsTar();
 const fx = await isoFixture(tar);
 const deb = await debianLiveIso(fx.iso, tar);
 const work = await mkdtemp(join(tmpdir(), "kairos-bench-live-"));
+// Both ISOs boot the same kernel (deb.kernel is the fixture ISO's), so one probe serves both.
+const accel = await benchAccel(request, async () => deb.kernel);
 
 async function timeBoot(name: string, opts: Omit<BootOptions, "workDir">): Promise<Times> {
-  const vm = await boot({ ...opts, workDir: work });
+  const vm = await boot({ ...opts, workDir: work, accel });
   const seen: Partial<Times> = {};
   try {
     const deadline = Date.now() + 600_000;

@@ -1,5 +1,7 @@
+export * from "./accel.js";
 export * from "./bootloader.js";
 export * from "./cloud-config.js";
+export * from "./console-watch.js";
 export * from "./grub.js";
 export * from "./iso.js";
 export * from "./live.js";

@@ -1,10 +1,25 @@
 import { spawn } from "node:child_process";
-import { constants, copyFileSync } from "node:fs";
+import { copyFileSync } from "node:fs";
 import { access, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Writable } from "node:stream";
-import { cacheRoot, KairosError, start } from "../sys/index.js";
+import { cacheRoot, KairosError, run, start } from "../sys/index.js";
+import {
+  type Accel,
+  type AccelRequest,
+  chooseAccel,
+  type KvmProbeOptions,
+  machineArgs,
+  requestedAccel,
+} from "./accel.js";
+import {
+  type ConsoleRules,
+  type ConsoleVerdict,
+  ConsoleWatch,
+  DEFAULT_CONSOLE_RULES,
+} from "./console-watch.js";
+import { ISO_KERNEL } from "./grub.js";
 
 export interface HeadlessBootOptions {
   iso: string;
@@ -21,6 +36,14 @@ export interface HeadlessBootOptions {
   signal?: AbortSignal;
   /** Called when another kairos-ts QEMU guest holds the lock and we wait for it. */
   onWait?: () => void;
+  /** auto (default: $KAIROS_ACCEL, else auto), kvm or tcg. */
+  accel?: AccelRequest;
+  /** Receives the one line saying why auto did not pick KVM. */
+  onNote?: (line: string) => void;
+  /** KVM probe settings (cache dir, bound; tests also set the probe guest's accelerator). */
+  probe?: Partial<Omit<KvmProbeOptions, "kernel">> & { kernel?: KvmProbeOptions["kernel"] };
+  /** Fail-fast bounds (silence, kernel after GRUB); default DEFAULT_CONSOLE_RULES. */
+  watch?: Partial<ConsoleRules>;
 }
 
 /**
@@ -49,114 +72,140 @@ async function takeQemuLock(lock: string, onWait?: () => void): Promise<() => vo
   };
 }
 
-/** Lines on the console that mean the boot failed for good. */
-const FAILED = [/KAIROS-INITRAMFS-FAILED[^\n]*/, /Kernel panic - not syncing[^\n]*/, /KAIROS-GRUB: [^\n]*/];
+/** The ISO's kernel, copied out (no mount, no loop device) for the KVM probe. */
+async function isoKernel(iso: string, work: string): Promise<string> {
+  const dest = join(work, "probe-kernel");
+  await run("xorriso", ["-osirrox", "on", "-indev", iso, "-extract", ISO_KERNEL, dest]);
+  return dest;
+}
 
-async function hasKvm(): Promise<boolean> {
-  try {
-    await access("/dev/kvm", constants.R_OK | constants.W_OK);
-    return true;
-  } catch {
-    return false;
+function failure(watch: ConsoleWatch, v: ConsoleVerdict, accel: Accel, now: number): KairosError {
+  const tail = watch.tail();
+  const shown = tail.length
+    ? `; last console lines:\n${tail.map((l) => `  | ${l}`).join("\n")}`
+    : "; the console printed nothing";
+  const other =
+    accel === "kvm" ? "--accel tcg (software emulation)" : "--accel kvm if this host's KVM runs guests";
+  switch (v.kind) {
+    case "failed":
+      return new KairosError(`the guest failed to boot: ${v.line}${shown}`);
+    case "silent":
+      return new KairosError(
+        `the guest printed nothing for ${(v.ms / 1000).toFixed(0)} s (${watch.elapsed(now).toFixed(0)} s after start, -accel ${accel})${shown}`,
+        `try ${other}; a boot that hangs before GRUB's menu is the firmware or the medium, after "Loading initrd..." the kernel`,
+      );
+    case "no-kernel":
+      return new KairosError(
+        `the kernel printed nothing ${(v.ms / 1000).toFixed(0)} s after GRUB loaded it (-accel ${accel})${shown}`,
+        accel === "kvm"
+          ? "this host's KVM runs the boot loader but not the kernel (nested virtualisation?): use --accel tcg"
+          : "check --cmdline (console=ttyS0 must stay) and the image's kernel",
+      );
+    default:
+      return new KairosError("the guest is up");
   }
 }
 
 /**
  * Boot an ISO headless in QEMU with no network (`-nic none`), copying the serial console to
- * `console` until the system is up (a login prompt), then power the guest off. Uses KVM when
- * /dev/kvm is usable, software emulation otherwise.
+ * `console` until the system is up (a login prompt), then power the guest off. The accelerator
+ * is chosen by `accel` (default $KAIROS_ACCEL, else auto: KVM only if a probe shows it runs
+ * this ISO's kernel). A guest that goes quiet fails fast with its last console lines.
  */
 export async function bootIsoHeadless(
   opts: HeadlessBootOptions,
-): Promise<{ seconds: number; accel: string }> {
+): Promise<{ seconds: number; accel: Accel; note?: string }> {
   const firmware = opts.firmware ?? "bios";
   const work = await mkdtemp(join(tmpdir(), "kairos-boot-"));
-  const kvm = await hasKvm();
-  const args = [
-    "-m",
-    String(opts.memoryMiB ?? 2048),
-    "-smp",
-    "2",
-    "-display",
-    "none",
-    "-serial",
-    "stdio",
-    "-monitor",
-    "none",
-    "-no-reboot",
-    "-nic",
-    "none",
-    "-accel",
-    kvm ? "kvm" : "tcg",
-  ];
-  if (firmware === "uefi") {
-    const code = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-    try {
-      await access(code);
-    } catch {
-      throw new KairosError(`${code} not found`, "install the Debian package 'ovmf'");
-    }
-    const vars = join(work, "OVMF_VARS.fd");
-    copyFileSync("/usr/share/OVMF/OVMF_VARS_4M.fd", vars);
-    args.push("-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${code}`);
-    args.push("-drive", `if=pflash,format=raw,unit=1,file=${vars}`);
-  }
-  args.push(
-    "-drive",
-    opts.asDisk
-      ? `file=${opts.iso},format=raw,if=virtio,snapshot=on`
-      : `file=${opts.iso},media=cdrom,readonly=on,if=ide,index=2`,
-  );
   const cache = cacheRoot();
-  const release = await takeQemuLock(join(cache, "qemu.lock"), opts.onWait);
-  const t0 = Date.now();
-  const qemu = start("qemu-system-x86_64", args, { signal: opts.signal });
-  qemu.stdin.end();
-  const up = opts.upMarker ?? /^\S+ login: /m;
-  let seen = "";
+  let release: (() => void) | undefined;
   try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
+    const args: string[] = [];
+    if (firmware === "uefi") {
+      const code = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+      try {
+        await access(code);
+      } catch {
+        throw new KairosError(`${code} not found`, "install the Debian package 'ovmf'");
+      }
+      const vars = join(work, "OVMF_VARS.fd");
+      copyFileSync("/usr/share/OVMF/OVMF_VARS_4M.fd", vars);
+      args.push("-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${code}`);
+      args.push("-drive", `if=pflash,format=raw,unit=1,file=${vars}`);
+    }
+    args.push(
+      "-drive",
+      opts.asDisk
+        ? `file=${opts.iso},format=raw,if=virtio,snapshot=on`
+        : `file=${opts.iso},media=cdrom,readonly=on,if=ide,index=2`,
+    );
+    // The probe runs under the lock too: a busy host must not make KVM look broken.
+    release = await takeQemuLock(join(cache, "qemu.lock"), opts.onWait);
+    const choice = await chooseAccel(opts.accel ?? requestedAccel(undefined), {
+      kernel: () => isoKernel(opts.iso, work),
+      signal: opts.signal,
+      ...opts.probe,
+    });
+    if (choice.note) opts.onNote?.(choice.note);
+    const accel = choice.accel;
+    const t0 = Date.now();
+    const qemu = start("qemu-system-x86_64", [...machineArgs(accel, opts.memoryMiB ?? 2048), ...args], {
+      signal: opts.signal,
+    });
+    qemu.stdin.end();
+    const watch = new ConsoleWatch(
+      {
+        ...DEFAULT_CONSOLE_RULES,
+        ...(opts.upMarker ? { up: opts.upMarker } : {}),
+        ...opts.watch,
+      },
+      t0,
+    );
+    const timeoutMs = opts.timeoutMs ?? 600_000;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const settle = (v: ConsoleVerdict | undefined) => {
+          if (!v) return;
+          clearTimeout(timer);
+          clearInterval(ticker);
+          if (v.kind === "up") resolve();
+          else reject(failure(watch, v, accel, Date.now()));
+        };
+        const timer = setTimeout(() => {
+          clearInterval(ticker);
+          const tail = watch.tail();
           reject(
             new KairosError(
-              `the guest was not up after ${((opts.timeoutMs ?? 600_000) / 1000).toFixed(0)} s`,
+              `the guest was not up after ${(timeoutMs / 1000).toFixed(0)} s (-accel ${accel})${tail.length ? `; last console lines:\n${tail.map((l) => `  | ${l}`).join("\n")}` : ""}`,
+              accel === "kvm" ? "try --accel tcg" : undefined,
             ),
-          ),
-        opts.timeoutMs ?? 600_000,
-      );
-      qemu.stdout.on("data", (c: Buffer) => {
-        opts.console?.write(c);
-        seen = (seen + c.toString("latin1").replace(/\r/g, "")).slice(-8192);
-        for (const f of FAILED) {
-          const m = f.exec(seen);
-          if (m) {
+          );
+        }, timeoutMs);
+        const ticker = setInterval(() => settle(watch.tick(Date.now())), 1000);
+        qemu.stdout.on("data", (c: Buffer) => {
+          opts.console?.write(c);
+          settle(watch.feed(c.toString("latin1"), Date.now()));
+        });
+        qemu.done.then(
+          () => {
             clearTimeout(timer);
-            reject(new KairosError(`the guest failed to boot: ${m[0].trim()}`));
-            return;
-          }
-        }
-        if (up.test(seen)) {
-          clearTimeout(timer);
-          resolve();
-        }
+            clearInterval(ticker);
+            reject(new KairosError("QEMU exited before the system was up"));
+          },
+          (err: unknown) => {
+            clearTimeout(timer);
+            clearInterval(ticker);
+            reject(err);
+          },
+        );
       });
-      qemu.done.then(
-        () => {
-          clearTimeout(timer);
-          reject(new KairosError("QEMU exited before the system was up"));
-        },
-        (err: unknown) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      );
-    });
-    return { seconds: (Date.now() - t0) / 1000, accel: kvm ? "kvm" : "tcg" };
+      return { seconds: (Date.now() - t0) / 1000, accel, note: choice.note };
+    } finally {
+      qemu.kill("SIGKILL");
+      await qemu.done.catch(() => {});
+    }
   } finally {
-    qemu.kill("SIGKILL");
-    await qemu.done.catch(() => {});
-    release();
+    release?.();
     await rm(work, { recursive: true, force: true });
   }
 }

@@ -1,5 +1,5 @@
 /**
- * QEMU boot harness for e2e tests: software emulation (no KVM here), serial console to a log
+ * QEMU boot harness for e2e tests: software emulation (TCG) unless told otherwise, serial console to a log
  * file, markers polled from that log with bounded timeouts, BIOS (SeaBIOS) or UEFI (OVMF),
  * `-nic none` unless the test passes its own network arguments. Only one guest runs at a time
  * on this shared host: the harness holds `flock $KAIROS_CACHE/qemu.lock` while the VM lives.
@@ -39,6 +39,8 @@ export interface BootOptions {
   extraArgs?: string[];
   /** Longest wait for the QEMU lock (default 15 min: other test runs may hold it). */
   lockTimeoutMs?: number;
+  /** Default tcg: tests use software emulation on this shared host; benches may pass kvm. */
+  accel?: "kvm" | "tcg";
 }
 
 /** Lines that mean the boot has failed for good: stop waiting at once. */
@@ -175,6 +177,8 @@ async function takeLock(path: string, timeoutMs: number): Promise<() => void> {
 /** The QEMU command line for `opts` (exported so a failing test can print it). */
 export function qemuArgs(opts: BootOptions, logPath: string, varsPath: string): string[] {
   const args = [
+    "-accel",
+    opts.accel ?? "tcg",
     "-m",
     String(opts.memoryMiB ?? 2048),
     "-smp",
@@ -204,6 +208,16 @@ export function qemuArgs(opts: BootOptions, logPath: string, varsPath: string): 
   return args;
 }
 
+/** Run `fn` holding the machine-wide QEMU lock (for guests a test starts without `boot`). */
+export async function withQemuLock<T>(fn: () => Promise<T>, timeoutMs = 15 * 60_000): Promise<T> {
+  const release = await takeLock(join(testCacheDir(), "..", "qemu.lock"), timeoutMs);
+  try {
+    return await fn();
+  } finally {
+    release();
+  }
+}
+
 /** Start a guest (after taking the QEMU lock). Always `await vm.stop()` in a finally/after. */
 export async function boot(opts: BootOptions): Promise<Vm> {
   const lockPath = join(testCacheDir(), "..", "qemu.lock");
@@ -223,4 +237,23 @@ export async function boot(opts: BootOptions): Promise<Vm> {
     release();
     throw err;
   }
+}
+
+/**
+ * A guest that never prints: a multiboot kernel (a.out-kludge header, loaded at 1 MiB) whose
+ * only code is `cli; hlt; jmp hlt`. QEMU's -kernel boots it like a real kernel; nothing reaches
+ * the serial console. Used to make "KVM runs the firmware and then the kernel hangs" happen on
+ * any machine, under TCG.
+ */
+export function silentKernel(): Buffer {
+  const magic = 0x1badb002;
+  const flags = 0x00010000; // the address fields below are valid
+  const base = 0x100000;
+  const b = Buffer.alloc(36);
+  const words = [magic, flags, -(magic + flags) >>> 0, base, base, 0, 0, base + 32];
+  words.forEach((w, i) => {
+    b.writeUInt32LE(w >>> 0, i * 4);
+  });
+  Buffer.from([0xfa, 0xf4, 0xeb, 0xfd]).copy(b, 32);
+  return b;
 }

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import {
+  ACCEL_ENV,
   bootIsoHeadless,
   buildIso,
   buildNetbootFiles,
@@ -7,6 +8,7 @@ import {
   loadCloudConfig,
   openKairosRootfs,
   type RootfsSource,
+  requestedAccel,
   rootfsFromTarFile,
 } from "../../artifacts/index.js";
 import { KairosError, type Progress } from "../../sys/index.js";
@@ -108,6 +110,7 @@ interface IsoCliOptions extends SourceOptions {
   grubTimeout?: string;
   cmdline?: string;
   boot?: string | boolean;
+  accel?: string;
 }
 
 interface NetbootCliOptions extends SourceOptions {
@@ -154,6 +157,10 @@ export const registerBuild: Register = (program) => {
       "--boot [firmware]",
       "then boot the ISO headless in QEMU (bios or uefi, default bios), showing the console until a login prompt",
     )
+    .option(
+      "--accel <mode>",
+      `QEMU accelerator for --boot: auto (KVM if a probe boot shows it runs the kernel, else software emulation), kvm or tcg (default: $${ACCEL_ENV}, else auto)`,
+    )
     .action(
       action(async (image: string | undefined, o: IsoCliOptions, cmd: Command) => {
         const g = globals(cmd);
@@ -164,6 +171,11 @@ export const registerBuild: Register = (program) => {
         if (firmware !== "bios" && firmware !== "uefi") {
           throw new KairosError(`--boot ${firmware}: unknown firmware`, "use --boot bios or --boot uefi");
         }
+        if (o.accel !== undefined && o.boot === undefined) {
+          throw new KairosError("--accel only applies to --boot", "add --boot, or drop --accel");
+        }
+        // Before the build: a bad --accel or $KAIROS_ACCEL must not cost a whole ISO first.
+        const accel = o.boot !== undefined ? requestedAccel(o.accel) : undefined;
         // Cheap checks first: a bad cloud-config fails before the image is even opened.
         const cloudConfig = o.cloudConfig ? await loadCloudConfig(o.cloudConfig) : undefined;
         const stop = abortOnSignals(progress);
@@ -189,6 +201,9 @@ export const registerBuild: Register = (program) => {
               firmware,
               console: process.stderr,
               signal: stop.signal,
+              accel,
+              // Not a progress line: it says why the boot is slow, so --quiet keeps it.
+              onNote: (line) => process.stderr.write(`${line}\n`),
             });
             progress.info(
               `\nthe system is up (login prompt after ${b.seconds.toFixed(0)} s, ${b.accel}); guest powered off`,
