@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { DEBIAN_SUITE, hostDebianMirror } from "../src/base/debian.js";
 import { KairosError, run } from "../src/sys/index.js";
 import { readTar } from "../src/tar/index.js";
-import { publishFixture } from "../test/helpers/fixture.js";
+import { fixtureKey, publishFixture } from "../test/helpers/fixture.js";
 import { extractFromIso } from "../test/helpers/iso.js";
 import { testCacheDir } from "../test/helpers/qemu.js";
 
@@ -192,10 +192,10 @@ export interface DebianLiveIso {
 export async function debianLiveIso(ourIso: string, tar: string): Promise<DebianLiveIso> {
   const initrd = await debianLiveInitrd(tar);
   const st = await stat(ourIso);
-  const key = createHash("sha256")
-    .update(`${ourIso}:${st.size}:${st.mtimeMs}:${initrd.initrd}:${RECIPE_VERSION}`)
-    .digest("hex")
-    .slice(0, 16);
+  const key = fixtureKey({
+    inputs: { ourIso, size: st.size, mtime: st.mtimeMs, initrd: initrd.initrd },
+    files: ["bench/debian-live-fixture.ts"],
+  });
   const dir = join(testCacheDir(), `debian-live-iso-${key}`);
   const meta = join(dir, "fixture.json");
   if (existsSync(meta)) return JSON.parse(await readFile(meta, "utf8")) as DebianLiveIso;

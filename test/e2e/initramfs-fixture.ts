@@ -3,16 +3,15 @@
  * kernel, our universal initramfs and a minimal COS_LIVE ISO holding rootfs.squashfs (plus a
  * marker unit that prints to the serial console at multi-user). Cached by input hash.
  */
-import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { ensureDefaultBase } from "../../src/base/index.js";
-import { buildInitramfsFromTar, frameworkDir, repoDir } from "../../src/factory/index.js";
+import { buildInitramfsFromTar } from "../../src/factory/index.js";
 import { run, start } from "../../src/sys/index.js";
 import { readTar, type TarEntry, type WriteEntry, writeTar } from "../../src/tar/index.js";
-import { publishFixture } from "../helpers/fixture.js";
+import { fixtureKey, publishFixture } from "../helpers/fixture.js";
 import { testCacheDir } from "../helpers/qemu.js";
 
 /** The rootfs tar of the default base (built on first use, cached), or $KAIROS_TEST_ROOTFS_TAR. */
@@ -42,24 +41,13 @@ export interface LiveFixture {
   buildSeconds: number;
 }
 
-async function hashFiles(paths: string[], extra: string): Promise<string> {
-  const h = createHash("sha256").update(extra);
-  for (const p of paths) h.update(await readFile(p));
-  return h.digest("hex").slice(0, 16);
-}
-
 /** Build (or reuse) kernel + initrd + live ISO for the base at `tar`. */
 export async function liveFixture(tar: string): Promise<LiveFixture> {
   const st = await stat(tar);
-  const key = await hashFiles(
-    [
-      join(frameworkDir(), "boot", "kairos-early-boot.sh"),
-      join(repoDir(), "src", "factory", "initramfs.ts"),
-      join(repoDir(), "src", "factory", "cpio.ts"),
-      join(repoDir(), "test", "e2e", "initramfs-fixture.ts"),
-    ],
-    `${tar}:${st.size}:${st.mtimeMs}`,
-  );
+  const key = fixtureKey({
+    inputs: { tar, size: st.size, mtime: st.mtimeMs },
+    files: ["test/e2e/initramfs-fixture.ts"],
+  });
   const dir = join(testCacheDir(), `initramfs-live-${key}`);
   const meta = join(dir, "fixture.json");
   if (existsSync(meta)) return JSON.parse(await readFile(meta, "utf8")) as LiveFixture;

@@ -5,18 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { fixtureKey, pruneFixtures } from "../helpers/fixture.js";
 import { testCacheDir } from "../helpers/qemu.js";
 
 export const REPO = resolve(import.meta.dirname, "../..");
@@ -51,26 +42,18 @@ ExecStart=/bin/sh -c 'echo "KAIROS-E2E-UP root=$(stat -f -c %%T /) user=$(id -u 
 WantedBy=multi-user.target
 `;
 
-export function hashTree(h: ReturnType<typeof createHash>, dir: string): void {
-  for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) hashTree(h, p);
-    else if (e.isFile()) h.update(e.name).update(readFileSync(p));
-  }
-}
-
 /**
  * Build (or reuse) an ISO of `image` with the CLI exactly as a user would, cached under
- * `name-<hash>` by `key` (what identifies the image) and every source and framework file.
+ * `name-<hash>` by `key` (what identifies the image) and everything else it is built from
+ * (fixtureKey: the checkout's sources, framework, scripts, lockfile, tool versions).
  */
 export async function cliIso(
   image: string | (() => Promise<string>),
   name: string,
   key: string,
 ): Promise<{ iso: string; log: string }> {
-  const h = createHash("sha256").update(key).update(CLOUD_CONFIG).update(MARKER_UNIT);
-  for (const d of ["src", "framework"]) hashTree(h, join(REPO, d));
-  const dir = join(testCacheDir(), `${name}-${h.digest("hex").slice(0, 16)}`);
+  const hash = fixtureKey({ inputs: { name, key }, files: ["test/e2e/iso-cli-fixture.ts"] });
+  const dir = join(testCacheDir(), `${name}-${hash}`);
   const iso = join(dir, "kairos.iso");
   if (existsSync(iso)) return { iso, log: readFileSync(join(dir, "build.log"), "utf8") };
   // An expensive image (e.g. built in a chroot) is made only on a cache miss.
@@ -108,5 +91,7 @@ export async function cliIso(
   writeFileSync(join(tmp, "build.log"), b.stderr + b.stdout);
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
+  // Older ISOs of this kind (other inputs) are ~250 MB each: keep only this one.
+  pruneFixtures(dir, `${name}-`);
   return { iso, log: b.stderr + b.stdout };
 }

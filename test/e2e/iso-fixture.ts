@@ -4,14 +4,13 @@
  * through the rootfs overlay (AuroraBoot's iso.overlay_rootfs), and a cloud-config embedded as
  * /config.yaml. Cached under $KAIROS_CACHE/test/ by a hash of every input.
  */
-import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { chmod, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { buildIso, rootfsFromTarFile } from "../../src/artifacts/index.js";
-import { buildInitramfsFromTar, frameworkDir, repoDir } from "../../src/factory/index.js";
+import { buildInitramfsFromTar } from "../../src/factory/index.js";
 import { readTar } from "../../src/tar/index.js";
-import { publishFixture } from "../helpers/fixture.js";
+import { fixtureKey, publishFixture } from "../helpers/fixture.js";
 import { testCacheDir } from "../helpers/qemu.js";
 
 /** A oneshot unit after multi-user.target that reports what the live system sees. */
@@ -48,29 +47,13 @@ export interface IsoFixture {
   buildSeconds: number;
 }
 
-async function hashInputs(paths: string[], extra: string): Promise<string> {
-  const h = createHash("sha256").update(extra);
-  for (const p of paths) {
-    const st = await stat(p);
-    if (st.isDirectory()) {
-      for (const f of (await readdir(p)).sort()) h.update(f).update(await readFile(join(p, f)));
-    } else h.update(await readFile(p));
-  }
-  return h.digest("hex").slice(0, 16);
-}
-
 /** Build (or reuse) the live ISO for the base rootfs tar at `tar`. */
 export async function isoFixture(tar: string): Promise<IsoFixture> {
   const st = await stat(tar);
-  const key = await hashInputs(
-    [
-      join(frameworkDir(), "boot", "kairos-early-boot.sh"),
-      join(repoDir(), "src", "factory", "initramfs.ts"),
-      join(repoDir(), "src", "artifacts"),
-      join(repoDir(), "test", "e2e", "iso-fixture.ts"),
-    ],
-    `${tar}:${st.size}:${st.mtimeMs}`,
-  );
+  const key = fixtureKey({
+    inputs: { tar, size: st.size, mtime: st.mtimeMs },
+    files: ["test/e2e/iso-fixture.ts"],
+  });
   const dir = join(testCacheDir(), `iso-live-${key}`);
   const meta = join(dir, "fixture.json");
   if (existsSync(meta)) return JSON.parse(await readFile(meta, "utf8")) as IsoFixture;
@@ -108,7 +91,8 @@ export async function isoFixture(tar: string): Promise<IsoFixture> {
     };
     // Readable by the unprivileged build test.
     for (const p of [tmp, overlay, cc]) await chmod(p, 0o755);
-    return await publishFixture(tmp, dir, final);
+    // Older fixtures (other inputs) are ~250 MB each: keep only this one.
+    return await publishFixture(tmp, dir, final, "iso-live-");
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
