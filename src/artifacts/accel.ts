@@ -211,12 +211,15 @@ export async function probeKvm(opts: KvmProbeOptions): Promise<KvmProbeResult> {
       // no verdict for this boot yet
     }
   }
-  const v = await probeBoot(
-    await opts.kernel(),
-    opts.probeAccel ?? "kvm",
-    opts.timeoutMs ?? 15_000,
-    opts.signal,
-  );
+  let kernel: string;
+  try {
+    kernel = await opts.kernel();
+  } catch (err) {
+    // Says nothing about KVM either: not cached, and the boot goes on under TCG.
+    const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    return { usable: false, reason: `no kernel to probe KVM with (${why})`, seconds: 0, source: "probe" };
+  }
+  const v = await probeBoot(kernel, opts.probeAccel ?? "kvm", opts.timeoutMs ?? 15_000, opts.signal);
   // An interrupted probe says nothing about KVM: do not remember it.
   if (file && dir && !opts.signal?.aborted) {
     await mkdir(dir, { recursive: true });

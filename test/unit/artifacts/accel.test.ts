@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { describe, it } from "node:test";
-import { chooseAccel, machineArgs, parseAccel, requestedAccel } from "../../../src/artifacts/index.js";
+import {
+  chooseAccel,
+  machineArgs,
+  parseAccel,
+  probeKvm,
+  requestedAccel,
+} from "../../../src/artifacts/index.js";
+import { tempDir } from "../../helpers/tmp.js";
 
 const noKernel = async (): Promise<string> => {
   throw new Error("the probe must not run");
@@ -45,5 +55,24 @@ describe("accelerator choice", () => {
   it("the probe and the boot share one machine definition", () => {
     assert.deepEqual(machineArgs("kvm", 512).slice(0, 2), ["-accel", "kvm"]);
     assert.ok(machineArgs("tcg", 2048).includes("-nic"));
+  });
+});
+
+describe("probeKvm without a kernel", () => {
+  it("falls back without caching when the kernel cannot be had", async (t) => {
+    const dir = await tempDir(t);
+    const device = join(dir, "fake-kvm");
+    await writeFile(device, "");
+    const v = await probeKvm({
+      kernel: async () => {
+        throw new Error("xorriso: no /boot/kernel on the ISO");
+      },
+      device,
+      cacheDir: join(dir, "cache"),
+      bootId: "b",
+    });
+    assert.equal(v.usable, false);
+    assert.match(v.reason, /^no kernel to probe KVM with \(xorriso: no \/boot\/kernel on the ISO\)/);
+    assert.ok(!existsSync(join(dir, "cache", "kvm-probe.json")), "not cached");
   });
 });
