@@ -86,7 +86,7 @@ export interface KvmProbeOptions {
 }
 
 /** What the kernel prints when it has finished starting and finds no root file system. */
-const KERNEL_STARTED = /VFS: Unable to mount root fs|Kernel panic - not syncing/;
+const KERNEL_STARTED = /VFS: Unable to mount root fs/;
 
 interface CachedVerdict {
   bootId: string;
