@@ -207,7 +207,10 @@ export async function buildIso(opts: IsoBuildOptions): Promise<IsoBuildResult> {
     const live = await buildLiveArtifacts({ ...opts, dir: work });
     const name = explicitName ?? isoNameFromRelease(live.release);
     const tmpIso = join(work, `${name}.iso`);
-    const task = opts.progress?.task("iso (xorriso)", undefined, "bytes");
+    // Known before xorriso starts: the three big files are nearly all of the medium.
+    let expected = 0;
+    for (const f of [live.kernel, live.initrd, live.squashfs]) expected += (await stat(f)).size;
+    const task = opts.progress?.task("iso (xorriso)", expected, "bytes");
     const written = await assembleIso({
       kernel: live.kernel,
       initrd: live.initrd,

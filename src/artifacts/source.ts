@@ -2,7 +2,14 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { pipeline } from "node:stream";
 import { doctor } from "../factory/doctor.js";
-import { assertContract, frameworkLayer, imageEntries, imageReadTask, imageView } from "../factory/init.js";
+import {
+  assertContract,
+  frameworkLayer,
+  imageEntries,
+  imageReadTask,
+  imageView,
+  layerBytesTo,
+} from "../factory/init.js";
 import { buildInitramfsFromTar } from "../factory/initramfs.js";
 import { flattenEntries } from "../oci/flatten.js";
 import { appendLayer, type OpenOptions, openImage } from "../oci/index.js";
@@ -92,9 +99,10 @@ export async function openKairosRootfs(
     const { task: t2, onBytes: read2 } = await imageReadTask(opts.progress, "universal initramfs", image);
     const initrd = await buildInitramfsFromTar(() => imageEntries(image, read2), { view });
     t2?.finish(`${formatBytes(initrd.data.length)}, ${initrd.modules.length} modules`);
-    const t3 = opts.progress?.task("framework layer");
+    const t3 = opts.progress?.task("framework layer", undefined, "bytes");
     const layer = await frameworkLayer(view, report, initrd, { signal: opts.signal });
     const kairos = await appendLayer(image, writeTar(layer.entries), {
+      onBytes: layerBytesTo(t3, layer.bytes),
       // The layer lives only for this build and is read once, right away: compressing ~130 MB
       // (mostly the agent) to decompress it again cost seconds of CPU for nothing.
       compression: "none",

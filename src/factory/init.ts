@@ -114,7 +114,7 @@ export async function frameworkLayer(
   report: DoctorReport,
   initrd: InitramfsResult,
   opts: InitOptions,
-): Promise<{ entries: AsyncGenerator<WriteEntry>; files: string[] }> {
+): Promise<{ entries: AsyncGenerator<WriteEntry>; files: string[]; bytes: number }> {
   const os = await readOsRelease(view);
   if (!os) throw new KairosError("the base has no os-release");
   const ids = identityFiles(os.text, opts, os.file);
@@ -164,7 +164,19 @@ export async function frameworkLayer(
   return {
     entries: layerEntries(files, exists, whiteouts),
     files: [...files.map((f) => f.path), ...whiteouts.map((w) => `/${w.header.path}`)],
+    /** Content bytes of the layer's files: the total its progress counts against. */
+    bytes: files.reduce((sum, f) => sum + (f.type === "file" ? f.size : 0), 0),
   };
+}
+
+/**
+ * appendLayer's byte callback for a framework layer's task: the tar stream's count (content
+ * plus headers) capped at the content bytes, the total the task was given.
+ */
+export function layerBytesTo(task: Task | undefined, total: number): ((n: number) => void) | undefined {
+  if (!task) return undefined;
+  task.update(0, total);
+  return (n) => task.update(Math.min(n, total));
 }
 
 /**
@@ -194,10 +206,11 @@ export async function kairosInit(base: string, out: string, opts: InitOptions = 
     });
     t2?.finish(`${formatBytes(initrd.data.length)} ${initrd.compression}, ${initrd.modules.length} modules`);
 
-    const t3 = progress?.task("framework layer");
+    const t3 = progress?.task("framework layer", undefined, "bytes");
     const layer = await frameworkLayer(view, report, initrd, opts);
     const withLayer = await appendLayer(image, writeTar(layer.entries), {
       signal: opts.signal,
+      onBytes: layerBytesTo(t3, layer.bytes),
       history: {
         created_by: `kairos init (kairos-ts ${VERSION})`,
         comment: "Kairos framework, identity, initramfs",

@@ -199,7 +199,8 @@ export function statsText(s: TaskSnapshot, want: StatsParts = { rate: true, left
   const parts: string[] = [];
   if (s.total) parts.push(`${percent(s.done, s.total)}%`, formatDoneTotal(s.done, s.total, s.unit));
   else if (s.done > 0) parts.push(formatAmount(s.done, s.unit));
-  const rate = formatRate(s.rate, s.unit);
+  // Nothing counted and no total: a rate of "0 B/s" would say nothing the time does not.
+  const rate = s.total || s.done > 0 ? formatRate(s.rate, s.unit) : undefined;
   if (rate && want.rate) parts.push(rate);
   const left = estimateSecondsLeft(s.done, s.total, s.rate);
   if (want.left)
@@ -260,10 +261,12 @@ export function renderFinished(
   style: ProgressStyle,
 ): string {
   const mark = style.unicode ? (ok ? "✔" : "✖") : ok ? "ok" : "FAILED";
-  // Cut the name before what happened (the note may still be cut at the end).
+  // Room goes to the numbers first, then the name, then the note (cut at the end).
+  const numbers = finishedText(s, ok, undefined, style.unicode);
+  const nameRoom = width - (mark.length + 2 + Array.from(numbers).length + (note ? 2 : 0));
+  const name = fitWidth(s.name, Math.max(8, nameRoom), style.unicode);
   const body = finishedText(s, ok, note, style.unicode);
-  const nameRoom = Math.max(8, width - (mark.length + 2 + Array.from(body).length));
-  const line = fitWidth(`${mark} ${fitWidth(s.name, nameRoom, style.unicode)} ${body}`, width, style.unicode);
+  const line = fitWidth(`${mark} ${name} ${body}`, width, style.unicode);
   if (!style.color) return line;
   return `\x1b[${ok ? "32" : "31"}m${mark}\x1b[0m${line.slice(mark.length)}`;
 }
@@ -302,7 +305,8 @@ class TaskState {
   }
   /** A finished task did all of its work: done is the total (a total that was short grows). */
   complete(): void {
-    if (this.total === undefined || this.done > this.total) this.total = this.done;
+    if (this.total === undefined) return;
+    if (this.done > this.total) this.total = this.done;
     else this.done = this.total;
   }
   snapshot(): TaskSnapshot {

@@ -136,6 +136,22 @@ test("a running line has bar, percent, done/total, rate and time left, and fits 
   assert.match(cut, /^… layer 1… 50% /);
 });
 
+test("a finished line keeps its numbers, then the name; the note is cut first", () => {
+  const name = "check oci:/root/.cache/kairos-ts/base/debian-bookworm/oci:latest";
+  const s = snap({ name, done: 120 * MiB });
+  const note = "base image (debian, kernel 6.1.0-50-amd64): applying kairos init on the fly";
+  const wide = renderFinished(s, true, note, 200, UTF8);
+  assert.equal(wide, `✔ ${name} 120.0 MiB in 5.0s (24.0 MiB/s) — ${note}`);
+  const l = renderFinished(s, true, note, 80, UTF8);
+  assert.equal(Array.from(l).length, 80);
+  assert.match(
+    l,
+    /^✔ check oci:\/root\/\.cache\/kairos-ts\/base\/debian\S*… 120\.0 MiB in 5\.0s \(24\.0 MiB\/s\) …$/,
+  );
+  // Nothing counted and no total: the elapsed time, not "0 B/s".
+  assert.equal(statsText(snap({ total: undefined, done: 0, rate: 0 })), "5s");
+});
+
 test("outside a UTF-8 locale the bar and the marks are ASCII", () => {
   const line = renderRunning(snap(), 100, ASCII);
   assert.match(line, /^- layer 1\/3 sha256:acfeed36f0a6 \[#+-+\] 50% /);
