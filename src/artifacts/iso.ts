@@ -44,6 +44,11 @@ export interface IsoInputs {
    * instead of piping its output through the hash into `out` (the default, same bytes).
    */
   xorrisoWritesFile?: boolean;
+  /**
+   * Hears the bytes of ISO written so far and the expected total: the size of every file that
+   * goes on the medium (the squashfs is nearly all of it), known before xorriso starts.
+   */
+  onBytes?: (written: number, expectedTotal: number) => void;
   signal?: AbortSignal;
 }
 
@@ -277,7 +282,26 @@ export async function assembleIso(inputs: IsoInputs): Promise<IsoResult> {
     const sha256 = await sha256File(inputs.out);
     return { sha256, size: (await lstat(inputs.out)).size };
   }
-  return xorrisoThroughHash(args, inputs.out, env, inputs.signal);
+  const onBytes = inputs.onBytes;
+  let report: ((written: number) => void) | undefined;
+  if (onBytes) {
+    const expected = await contentBytes([inputs.kernel, inputs.initrd, inputs.squashfs], roots);
+    report = (n) => onBytes(n, expected);
+  }
+  return xorrisoThroughHash(args, inputs.out, env, inputs.signal, report);
+}
+
+/** Bytes of the given files plus every regular file under `roots`: an ISO's size, near enough. */
+async function contentBytes(files: string[], roots: string[]): Promise<number> {
+  let sum = 0;
+  for (const f of files) sum += (await lstat(f)).size;
+  for (const r of roots) {
+    for (const e of await walk(r)) {
+      const st = await lstat(join(r, e));
+      if (st.isFile()) sum += st.size;
+    }
+  }
+  return sum;
 }
 
 /**
@@ -290,6 +314,7 @@ async function xorrisoThroughHash(
   out: string,
   env: NodeJS.ProcessEnv,
   signal?: AbortSignal,
+  onBytes?: (written: number) => void,
 ): Promise<IsoResult> {
   const p = start("xorriso", args, { env, signal });
   p.stdin.end();
@@ -306,6 +331,7 @@ async function xorrisoThroughHash(
       let off = 0;
       while (off < b.length) off += writeSync(fd, b, off, b.length - off);
       size += b.length;
+      onBytes?.(size);
     }
   } catch (err) {
     p.kill("SIGKILL");

@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { access, lstat, mkdir, mkdtemp, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { KairosError, type Progress } from "../sys/index.js";
+import { formatBytes, KairosError, type Progress } from "../sys/index.js";
 import { loadCloudConfig, type MediaCloudConfig } from "./cloud-config.js";
 import { type GrubMenuOptions, LIVE_LABEL, netbootCmdline } from "./grub.js";
 import { assembleIso, checkOverlayIso, writeChecksum } from "./iso.js";
@@ -14,8 +14,12 @@ import { type SquashfsOptions, squashfsFromTar } from "./squashfs.js";
 export interface RootfsSource {
   /** Shown in progress and errors ("docker://…", "rootfs.tar"). */
   describe: string;
-  open(): RootfsStream | Promise<RootfsStream>;
-  /** Total tar bytes when known in advance (for the progress bar). */
+  /** `onBytes` hears the running count of source bytes read, out of `size`. */
+  open(onBytes?: (done: number) => void): RootfsStream | Promise<RootfsStream>;
+  /**
+   * Source bytes that open() reads, known up front: a tarball's size, or the compressed size
+   * of an image's layers (the manifest's numbers). The progress bar counts against it.
+   */
   size?: number;
 }
 
@@ -56,7 +60,10 @@ export async function buildLiveArtifacts(opts: LiveOptions): Promise<LiveArtifac
   // Records the tree and keeps the boot and release files as they stream past.
   const index = new RootfsIndex(join(opts.dir, "captured"), opts.rootfs.describe);
   try {
-    const source = await opts.rootfs.open();
+    // Counted where the total is known (the source's bytes), so the bar moves from the first
+    // second; tar bytes fed to tar2sqfs are the fallback when the source has no size.
+    const total = opts.rootfs.size;
+    const source = await opts.rootfs.open(total ? (n) => task?.update(Math.min(n, total)) : undefined);
     const dropped: string[] = [];
     const prepared = prepareRootfsTar(source, {
       overlayDir: opts.overlayRootfs,
@@ -67,10 +74,10 @@ export async function buildLiveArtifacts(opts: LiveOptions): Promise<LiveArtifac
     ({ tarBytes } = await squashfsFromTar(prepared, squashfs, {
       ...opts.squashfs,
       signal: opts.signal,
-      onBytes: (n) => task?.update(n),
+      onBytes: total ? undefined : (n) => task?.update(n),
     }));
     const size = (await stat(squashfs)).size;
-    task?.finish(`${(size / 1048576).toFixed(0)} MiB`);
+    task?.finish(`wrote ${formatBytes(size)} of squashfs from ${formatBytes(tarBytes)} of tar`);
     if (dropped.length) {
       opts.progress?.info(`note: squashfs cannot store these xattrs, dropped: ${dropped.join(", ")}`);
     }
@@ -200,7 +207,10 @@ export async function buildIso(opts: IsoBuildOptions): Promise<IsoBuildResult> {
     const live = await buildLiveArtifacts({ ...opts, dir: work });
     const name = explicitName ?? isoNameFromRelease(live.release);
     const tmpIso = join(work, `${name}.iso`);
-    const task = opts.progress?.task("iso (xorriso)");
+    // Known before xorriso starts: the three big files are nearly all of the medium.
+    let expected = 0;
+    for (const f of [live.kernel, live.initrd, live.squashfs]) expected += (await stat(f)).size;
+    const task = opts.progress?.task("iso (xorriso)", expected, "bytes");
     const written = await assembleIso({
       kernel: live.kernel,
       initrd: live.initrd,
@@ -211,6 +221,9 @@ export async function buildIso(opts: IsoBuildOptions): Promise<IsoBuildResult> {
       grub: opts.grub,
       workDir: work,
       out: tmpIso,
+      // The total is the files' sizes, known before xorriso starts; the real size replaces
+      // it at the end (file system metadata and padding add a little).
+      onBytes: task ? (n, expected) => task.update(n, Math.max(n, expected)) : undefined,
       signal: opts.signal,
     }).catch((err: unknown) => {
       task?.fail(err instanceof Error ? err.message.split("\n")[0]! : String(err));
@@ -220,6 +233,7 @@ export async function buildIso(opts: IsoBuildOptions): Promise<IsoBuildResult> {
     // assembleIso hashed the ISO while writing it: no second read of ~250 MB.
     const sha256 = await writeChecksum(tmpIso, sumTmp, written.sha256);
     const size = written.size;
+    task?.update(size, size);
     task?.finish(`${(size / 1048576).toFixed(0)} MiB`);
     const iso = join(outDir, `${name}.iso`);
     await rename(tmpIso, iso);

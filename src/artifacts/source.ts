@@ -1,17 +1,20 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import { pipeline } from "node:stream";
 import {
   assertContract,
   buildInitramfsFromTar,
   doctor,
   frameworkLayer,
   imageEntries,
+  imageReadTask,
   imageView,
+  layerBytesTo,
 } from "../factory/index.js";
 import { flattenEntries } from "../oci/flatten.js";
 import { appendLayer, type OpenOptions, openImage } from "../oci/index.js";
 import type { Image } from "../oci/types.js";
-import { formatBytes, KairosError, type Progress } from "../sys/index.js";
+import { countBytes, formatBytes, KairosError, type Progress } from "../sys/index.js";
 import { writeTar } from "../tar/index.js";
 import type { RootfsSource } from "./live.js";
 
@@ -24,15 +27,26 @@ export async function rootfsFromTarFile(path: string): Promise<RootfsSource> {
   return {
     describe: path,
     size: st.size,
-    open: () => ({ kind: "tar", bytes: createReadStream(path, { highWaterMark: 1 << 20 }) }),
+    open: (onBytes) => {
+      const file = createReadStream(path, { highWaterMark: 1 << 20 });
+      return { kind: "tar", bytes: onBytes ? pipeline(file, countBytes(onBytes), () => {}) : file };
+    },
   };
 }
 
-/** An opened image's flattened rootfs, streamed layer by layer (nothing unpacked to disk). */
-export function rootfsFromImage(image: Image, describe = image.name): RootfsSource {
+/**
+ * An opened image's flattened rootfs, streamed layer by layer (nothing unpacked to disk).
+ * Progress counts compressed blob bytes against the layers' sizes from the manifest.
+ */
+export async function rootfsFromImage(image: Image, describe = image.name): Promise<RootfsSource> {
+  const layers = await image.layers();
   return {
     describe,
-    open: () => ({ kind: "entries", entries: flattenEntries(image) }),
+    size: layers.reduce((sum, l) => sum + l.size, 0),
+    open: (onBytes) => ({
+      kind: "entries",
+      entries: flattenEntries(image, { onBytes: onBytes && ((e) => onBytes(e.done)) }),
+    }),
   };
 }
 
@@ -65,15 +79,15 @@ export async function openKairosRootfs(
   const image = await openImage(ref, opts);
   try {
     if (opts.init === "never") {
-      return { rootfs: rootfsFromImage(image, ref), initialized: false, close: () => image.close() };
+      return { rootfs: await rootfsFromImage(image, ref), initialized: false, close: () => image.close() };
     }
-    const t1 = opts.progress?.task(`check ${ref}`, undefined, "items");
-    const view = await imageView(image);
+    const { task: t1, onBytes: read1 } = await imageReadTask(opts.progress, `check ${ref}`, image);
+    const view = await imageView(image, read1);
     // A Kairos image: kairos-release (kairos init) or KAIROS_* in os-release (the seed's Dockerfile).
     const osRelease = (await view.readFile("/etc/os-release"))?.toString("utf8") ?? "";
     if ((await view.exists("/etc/kairos-release")) || /^KAIROS_NAME=/m.test(osRelease)) {
       t1?.finish("Kairos image");
-      return { rootfs: rootfsFromImage(image, ref), initialized: false, close: () => image.close() };
+      return { rootfs: await rootfsFromImage(image, ref), initialized: false, close: () => image.close() };
     }
     const report = await doctor(view);
     if (!report.ok) t1?.fail("contract not met");
@@ -81,12 +95,14 @@ export async function openKairosRootfs(
     t1?.finish(
       `base image (${report.family}, kernel ${report.kernel!.version}): applying kairos init on the fly`,
     );
-    const t2 = opts.progress?.task("universal initramfs", undefined, "items");
-    const initrd = await buildInitramfsFromTar(() => imageEntries(image), { view });
+    // One more read of the layers, for the selected modules (the view answers the rest).
+    const { task: t2, onBytes: read2 } = await imageReadTask(opts.progress, "universal initramfs", image);
+    const initrd = await buildInitramfsFromTar(() => imageEntries(image, read2), { view });
     t2?.finish(`${formatBytes(initrd.data.length)}, ${initrd.modules.length} modules`);
-    const t3 = opts.progress?.task("framework layer");
+    const t3 = opts.progress?.task("framework layer", undefined, "bytes");
     const layer = await frameworkLayer(view, report, initrd, { signal: opts.signal });
     const kairos = await appendLayer(image, writeTar(layer.entries), {
+      onBytes: layerBytesTo(t3, layer.bytes),
       // The layer lives only for this build and is read once, right away: compressing ~130 MB
       // (mostly the agent) to decompress it again cost seconds of CPU for nothing.
       compression: "none",
@@ -95,7 +111,7 @@ export async function openKairosRootfs(
     });
     t3?.finish();
     return {
-      rootfs: rootfsFromImage(kairos, `${ref} + kairos init`),
+      rootfs: await rootfsFromImage(kairos, `${ref} + kairos init`),
       initialized: true,
       close: async () => {
         await kairos.close();

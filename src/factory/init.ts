@@ -1,6 +1,6 @@
 import { flattenEntries } from "../oci/flatten.js";
 import { appendLayer, editConfig, type Image, openImage, writeImage } from "../oci/index.js";
-import { formatBytes, KairosError, type Progress } from "../sys/index.js";
+import { formatBytes, KairosError, type Progress, type Task } from "../sys/index.js";
 import type { TarEntry } from "../tar/types.js";
 import type { WriteEntry } from "../tar/writer.js";
 import { writeTar } from "../tar/writer.js";
@@ -13,9 +13,15 @@ import { keepFactoryFiles, type RootfsView, TarView } from "./rootfs-view.js";
 
 const EMPTY: AsyncIterable<Buffer> = { async *[Symbol.asyncIterator]() {} };
 
-/** Flattened entries of an image as TarEntry (the shape the factory's views read). */
-export async function* imageEntries(image: Image): AsyncGenerator<TarEntry> {
-  for await (const e of flattenEntries(image)) {
+/**
+ * Flattened entries of an image as TarEntry (the shape the factory's views read).
+ * `onBytes` hears the running count of compressed layer bytes read.
+ */
+export async function* imageEntries(
+  image: Image,
+  onBytes?: (done: number) => void,
+): AsyncGenerator<TarEntry> {
+  for await (const e of flattenEntries(image, { onBytes: onBytes && ((ev) => onBytes(ev.done)) })) {
     const body = e.body;
     yield {
       ...e.header,
@@ -35,16 +41,32 @@ export async function* imageEntries(image: Image): AsyncGenerator<TarEntry> {
 const keepForInit = (path: string, size: number) => keepFactoryFiles(path, size);
 
 /** A view of an image's final rootfs (one read of its layers). */
-export async function imageView(image: Image): Promise<TarView> {
-  return TarView.fromEntries(imageEntries(image), keepForInit);
+export async function imageView(image: Image, onBytes?: (done: number) => void): Promise<TarView> {
+  return TarView.fromEntries(imageEntries(image, onBytes), keepForInit);
+}
+
+/**
+ * A task for one full read of an image's layers, against their compressed size from the
+ * manifest, and the byte callback that moves it (capped: a layer read twice for hardlinks
+ * must not push the bar past its end).
+ */
+export async function imageReadTask(
+  progress: Progress | undefined,
+  name: string,
+  image: Image,
+): Promise<{ task?: Task; onBytes?: (done: number) => void }> {
+  if (!progress) return {};
+  const total = (await image.layers()).reduce((sum, l) => sum + l.size, 0);
+  const task = progress.task(name, total, "bytes");
+  return { task, onBytes: (n) => task.update(Math.min(n, total)) };
 }
 
 /** Contract check of an image reference (any transport). */
 export async function doctorImage(ref: string, progress?: Progress): Promise<DoctorReport> {
   const image = await openImage(ref);
   try {
-    const task = progress?.task(`reading ${ref}`, undefined, "items");
-    const view = await imageView(image);
+    const { task, onBytes } = await imageReadTask(progress, `reading ${ref}`, image);
+    const view = await imageView(image, onBytes);
     task?.finish();
     return await doctor(view);
   } finally {
@@ -92,7 +114,7 @@ export async function frameworkLayer(
   report: DoctorReport,
   initrd: InitramfsResult,
   opts: InitOptions,
-): Promise<{ entries: AsyncGenerator<WriteEntry>; files: string[] }> {
+): Promise<{ entries: AsyncGenerator<WriteEntry>; files: string[]; bytes: number }> {
   const os = await readOsRelease(view);
   if (!os) throw new KairosError("the base has no os-release");
   const ids = identityFiles(os.text, opts, os.file);
@@ -142,7 +164,19 @@ export async function frameworkLayer(
   return {
     entries: layerEntries(files, exists, whiteouts),
     files: [...files.map((f) => f.path), ...whiteouts.map((w) => `/${w.header.path}`)],
+    /** Content bytes of the layer's files: the total its progress counts against. */
+    bytes: files.reduce((sum, f) => sum + (f.type === "file" ? f.size : 0), 0),
   };
+}
+
+/**
+ * appendLayer's byte callback for a framework layer's task: the tar stream's count (content
+ * plus headers) capped at the content bytes, the total the task was given.
+ */
+export function layerBytesTo(task: Task | undefined, total: number): ((n: number) => void) | undefined {
+  if (!task) return undefined;
+  task.update(0, total);
+  return (n) => task.update(Math.min(n, total));
 }
 
 /**
@@ -153,8 +187,8 @@ export async function kairosInit(base: string, out: string, opts: InitOptions = 
   const progress = opts.progress;
   const image = await openImage(base, { signal: opts.signal });
   try {
-    const t1 = progress?.task("check the base", undefined, "items");
-    const view = await imageView(image);
+    const { task: t1, onBytes: read1 } = await imageReadTask(progress, "check the base", image);
+    const view = await imageView(image, read1);
     const report = await doctor(view);
     if (!report.ok) t1?.fail("contract not met");
     assertContract(report, base);
@@ -163,18 +197,20 @@ export async function kairosInit(base: string, out: string, opts: InitOptions = 
     const os = await readOsRelease(view);
     identityFiles(os!.text, opts, os!.file);
 
-    const t2 = progress?.task("universal initramfs", undefined, "items");
-    const initrd = await buildInitramfsFromTar(() => imageEntries(image), {
+    // One more read of the layers, for the selected modules (the view answers the rest).
+    const { task: t2, onBytes: read2 } = await imageReadTask(progress, "universal initramfs", image);
+    const initrd = await buildInitramfsFromTar(() => imageEntries(image, read2), {
       view,
       modules: opts.modules,
       compression: opts.compression,
     });
     t2?.finish(`${formatBytes(initrd.data.length)} ${initrd.compression}, ${initrd.modules.length} modules`);
 
-    const t3 = progress?.task("framework layer");
+    const t3 = progress?.task("framework layer", undefined, "bytes");
     const layer = await frameworkLayer(view, report, initrd, opts);
     const withLayer = await appendLayer(image, writeTar(layer.entries), {
       signal: opts.signal,
+      onBytes: layerBytesTo(t3, layer.bytes),
       history: {
         created_by: `kairos init (kairos-ts ${VERSION})`,
         comment: "Kairos framework, identity, initramfs",

@@ -277,14 +277,16 @@ export async function writeDockerArchive(
         if (seen.has(path)) continue;
         seen.add(path);
         const task = progress?.task(`layer ${shortDigest(layer.digest)}`, layer.size);
+        // The total is the blob's size: count the blob bytes read, not the tar bytes written.
+        const onBlobBytes = task && ((n: number) => task.update(n));
         const isPlain = layer.mediaType === MediaType.OCI_LAYER || layer.mediaType === MediaType.DOCKER_LAYER;
         if (isPlain) {
-          const s = await layer.uncompressed();
-          yield { header: fileHeader(path, layer.size), body: task ? counted(s, task) : s };
+          const s = await layer.uncompressed(onBlobBytes);
+          yield { header: fileHeader(path, layer.size), body: s };
         } else {
           const staged = join(tmpDir, path);
-          const s = await layer.uncompressed();
-          await pipeline(task ? counted(s, task) : s, createWriteStream(staged), { signal: opts.signal });
+          const s = await layer.uncompressed(onBlobBytes);
+          await pipeline(s, createWriteStream(staged), { signal: opts.signal });
           const { size } = await stat(staged);
           yield { header: fileHeader(path, size), body: createReadStream(staged) };
           await rm(staged, { force: true });

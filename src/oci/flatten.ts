@@ -14,7 +14,8 @@ export interface LayeredSource {
 export interface FlattenLayer {
   readonly digest: string;
   readonly size?: number;
-  uncompressed(): Promise<AsyncIterable<Uint8Array>>;
+  /** `onCompressedBytes` hears the running count of blob bytes read (for progress). */
+  uncompressed(onCompressedBytes?: (n: number) => void): Promise<AsyncIterable<Uint8Array>>;
 }
 
 /** Called as each layer is read, with the bytes read so far and the layer's index. */
@@ -22,6 +23,27 @@ export type LayerProgress = (event: { layer: number; digest: string; phase: "sta
 
 export interface FlattenOptions {
   onLayer?: LayerProgress;
+  /**
+   * Told as compressed blob bytes are read: `bytes` more of layer `layer`, `done` in all.
+   * `done` reaches the sum of the layers' sizes from the manifest, a total known up front
+   * (it passes it when a layer is read twice for hardlinks).
+   */
+  onBytes?: (event: { layer: number; bytes: number; done: number }) => void;
+}
+
+/** Per-read callbacks for `uncompressed()` that turn its running counts into onBytes events. */
+function byteCounters(opts: FlattenOptions): (layer: number) => ((n: number) => void) | undefined {
+  const onBytes = opts.onBytes;
+  let done = 0;
+  return (layer) => {
+    if (!onBytes) return undefined;
+    let seen = 0;
+    return (n) => {
+      done += n - seen;
+      onBytes({ layer, bytes: n - seen, done });
+      seen = n;
+    };
+  };
 }
 
 const WHITEOUT = ".wh.";
@@ -50,6 +72,7 @@ export async function* flattenEntries(
   opts: FlattenOptions = {},
 ): AsyncGenerator<WriteEntry> {
   const layers = await image.layers();
+  const counter = byteCounters(opts);
   const decided = new Map<string, Decided>();
   const removed = new Set<string>();
   const opaque = new Set<string>();
@@ -85,7 +108,7 @@ export async function* flattenEntries(
     const orphans = new Map<string, TarHeader[]>();
     /** Replaced targets of this layer whose content now lives under a link's path. */
     const relocated = new Map<string, string>();
-    for await (const entry of readTar(await layer.uncompressed(), { label })) {
+    for await (const entry of readTar(await layer.uncompressed(counter(i)), { label })) {
       const name = baseOf(entry.path);
       if (name.startsWith(WHITEOUT)) {
         if (name === OPAQUE) layerOpaque.push(parentOf(entry.path));
@@ -145,7 +168,7 @@ export async function* flattenEntries(
     }
     if (orphans.size) {
       // Second read of this layer: the content of targets that were replaced above.
-      for await (const entry of readTar(await layer.uncompressed(), { label })) {
+      for await (const entry of readTar(await layer.uncompressed(counter(i)), { label })) {
         const links = orphans.get(entry.path);
         if (!links || entry.type !== "file") continue;
         orphans.delete(entry.path);
@@ -206,13 +229,14 @@ export async function flattenToDirectory(
   opts: FlattenOptions & DirectoryWriterOptions = {},
 ): Promise<UnpackStats> {
   const layers = await image.layers();
+  const counter = byteCounters(opts);
   const writer = await DirectoryWriter.open(dir, opts);
   let entries = 0;
   for (const [i, layer] of layers.entries()) {
     const label = `layer ${i + 1}/${layers.length} (${layer.digest})`;
     opts.onLayer?.({ layer: i, digest: layer.digest, phase: "start" });
     writer.startLayer();
-    for await (const entry of readTar(await layer.uncompressed(), { label })) {
+    for await (const entry of readTar(await layer.uncompressed(counter(i)), { label })) {
       const name = baseOf(entry.path);
       if (name === OPAQUE) await writer.clearLowerContent(parentOf(entry.path));
       else if (name.startsWith(WHITEOUT)) {

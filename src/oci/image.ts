@@ -22,7 +22,7 @@ import {
   type Manifest,
   type Platform,
 } from "./types.js";
-import { READ_CHUNK, RUN_AHEAD } from "./util.js";
+import { CountingStream, READ_CHUNK, RUN_AHEAD } from "./util.js";
 
 /** Opens a blob's raw stream (unverified; the caller verifies). */
 export type BlobOpener = (desc: Descriptor) => Promise<Readable>;
@@ -166,8 +166,11 @@ export class BlobLayer implements Layer {
     // pipeline: an error anywhere reaches the consumer; a consumer that stops early frees the source.
     return pipeline(raw, v, noop);
   }
-  async uncompressed(): Promise<Readable> {
-    const c = await this.compressed();
+  async uncompressed(onCompressedBytes?: (n: number) => void): Promise<Readable> {
+    const blob = await this.compressed();
+    const c = onCompressedBytes
+      ? pipeline(blob, new CountingStream(onCompressedBytes, RUN_AHEAD), noop)
+      : blob;
     const d = new AutoDecompress(RUN_AHEAD);
     const v = new VerifyingStream(
       { digest: this.diffId },

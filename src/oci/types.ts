@@ -118,8 +118,11 @@ export interface Layer {
   readonly origin?: BlobOrigin;
   /** The blob as stored; fails at the end on a digest or size mismatch. */
   compressed(): Promise<Readable>;
-  /** The layer tar, decompressed (gzip, zstd or none); fails at the end if its sha256 is not the diff id. */
-  uncompressed(): Promise<Readable>;
+  /**
+   * The layer tar, decompressed (gzip, zstd or none); fails at the end if its sha256 is not the
+   * diff id. `onCompressedBytes` hears the running count of blob bytes read (for progress).
+   */
+  uncompressed(onCompressedBytes?: (n: number) => void): Promise<Readable>;
 }
 
 /** An image: manifest, config and layers. Modelled on go-containerregistry's v1.Image. */

@@ -1,4 +1,10 @@
-import { pipeline, type Readable, Transform, type TransformCallback } from "node:stream";
+import {
+  pipeline,
+  type Readable,
+  Transform,
+  type TransformCallback,
+  type TransformOptions,
+} from "node:stream";
 import type { Progress, Task } from "../sys/index.js";
 
 /**
@@ -17,8 +23,11 @@ export const RUN_AHEAD = { highWaterMark: 1 << 20 } as const;
 /** Passes bytes through, reporting the running count. */
 export class CountingStream extends Transform {
   count = 0;
-  constructor(private readonly onBytes: (n: number) => void) {
-    super();
+  constructor(
+    private readonly onBytes: (n: number) => void,
+    options?: TransformOptions,
+  ) {
+    super(options);
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.count += chunk.length;

@@ -17,7 +17,7 @@ import {
   TRANSPORTS,
   writeImage,
 } from "../../oci/index.js";
-import { formatBytes, KairosError, type Progress } from "../../sys/index.js";
+import { formatBytes, KairosError, type Progress, type Task } from "../../sys/index.js";
 import { action, type GlobalOptions, globals, output, progressFor, type Register } from "../common.js";
 
 interface ImageOptions extends GlobalOptions {
@@ -298,16 +298,27 @@ export const registerImage: Register = (program) => {
       const img = await openImage(ref, remoteOpts(o, interruptSignal()));
       try {
         const layers = await img.layers();
-        const tasks = new Map<number, ReturnType<Progress["task"]>>();
+        // One bar per layer, against the blob's size from the manifest: the compressed bytes
+        // read are counted, so the bar moves while the layer's files are written.
+        const tasks = new Map<number, { task: Task; done: number }>();
         const stats = await flattenToDirectory(img, dir, {
           onLayer: (e) => {
             if (e.phase === "start") {
-              tasks.set(
-                e.layer,
-                progress.task(`layer ${e.layer + 1}/${layers.length} ${e.digest.slice(0, 19)}`),
-              );
-            } else tasks.get(e.layer)?.finish();
+              const name = `layer ${e.layer + 1}/${layers.length} ${e.digest.slice(0, 19)}`;
+              tasks.set(e.layer, { task: progress.task(name, layers[e.layer]!.size, "bytes"), done: 0 });
+            } else tasks.get(e.layer)?.task.finish();
           },
+          onBytes: (e) => {
+            const t = tasks.get(e.layer);
+            if (!t) return;
+            t.done += e.bytes;
+            t.task.update(t.done);
+          },
+        }).catch((err: unknown) => {
+          // The layer being written fails with the error (finished ones keep their ✔).
+          for (const t of tasks.values())
+            t.task.fail(err instanceof Error ? err.message.split("\n")[0]! : String(err));
+          throw err;
         });
         output(
           o,
