@@ -1,5 +1,6 @@
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument, type Tags } from "yaml";
+import { isMap, isPair, isScalar, isSeq, type Node, type Tags } from "yaml";
 import { ConfigError, type ConfigNote, formatKeyPath, type KeyPath } from "./errors.js";
+import { cleanParserMessage, parseYamlBounded } from "./limits.js";
 
 /** Headers that mark a file as a cloud-config (the last two are Kairos' legacy spellings). */
 export const CONFIG_HEADERS = ["#cloud-config", "#kairos-config", "#node-config"] as const;
@@ -103,10 +104,8 @@ export function parseCloudConfig(
 
 /** Parse YAML text (no header check) into a ParsedConfig, throwing the first error found. */
 export function parseYamlConfig(text: string, file: string, header = ""): ParsedConfig {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, {
+  const { doc, lineCounter: lc } = parseYamlBounded(text, file, {
     version: "1.1",
-    lineCounter: lc,
     uniqueKeys: true,
     prettyErrors: false,
     merge: true,
@@ -118,14 +117,7 @@ export function parseYamlConfig(text: string, file: string, header = ""): Parsed
     return { line: p.line, col: p.col };
   };
   const first = doc.errors[0];
-  if (first) {
-    const { line, col } = at(first.pos[0]);
-    const detail =
-      first.code === "DUPLICATE_KEY"
-        ? `duplicate key ${describeKeyAt(text, first.pos[0])}`
-        : `invalid YAML: ${first.message.split("\n")[0]}`;
-    throw new ConfigError(file, line, col, "", detail, "fix the YAML syntax at that position");
-  }
+  if (first) throw yamlSyntaxError(text, file, first, at);
   const positions = new Map<string, NodePos>();
   const contents = doc.contents as Node | null;
   if (contents !== null && !isMap(contents)) {
@@ -135,19 +127,42 @@ export function parseYamlConfig(text: string, file: string, header = ""): Parsed
   }
   let value: unknown;
   try {
-    value = doc.toJS({ maxAliasCount: 1000 }) ?? {};
+    // Alias expansion was measured (and bounded) by parseYamlBounded.
+    value = doc.toJS({ maxAliasCount: -1 }) ?? {};
   } catch (err) {
-    throw new ConfigError(file, 1, 1, "", `invalid YAML: ${(err as Error).message}`);
+    throw new ConfigError(file, 1, 1, "", `invalid YAML: ${cleanParserMessage((err as Error).message)}`);
   }
   positions.set("", { line: 1, col: 1 });
   if (contents) indexPositions(contents, [], positions, at);
   return { file, value: value as Record<string, unknown>, positions, header };
 }
 
+/** A YAML syntax error as a ConfigError at the line to fix, in words a person understands. */
+function yamlSyntaxError(
+  text: string,
+  file: string,
+  e: { code: string; message: string; pos: [number, number] },
+  at: (o: number) => { line: number; col: number },
+): ConfigError {
+  const { line, col } = at(e.pos[0]);
+  if (e.code === "DUPLICATE_KEY")
+    return new ConfigError(file, line, col, "", `duplicate key ${describeKeyAt(text, e.pos[0])}`);
+  return new ConfigError(
+    file,
+    line,
+    col,
+    "",
+    `invalid YAML: ${cleanParserMessage(e.message)}`,
+    "fix the YAML syntax at that position",
+  );
+}
+
 function describeKeyAt(text: string, offset: number): string {
-  const rest = text.slice(offset).split(/\r?\n/, 1)[0] ?? "";
-  const key = rest.replace(/\s*:.*$/, "").trim();
-  return key ? JSON.stringify(key.replace(/^["']|["']$/g, "")) : "in a map";
+  const end = text.indexOf("\n", offset);
+  const line = text.slice(offset, Math.min(end < 0 ? text.length : end, offset + 200));
+  const colon = line.indexOf(":");
+  const key = (colon < 0 ? line : line.slice(0, colon)).trim().replace(/^["']|["']$/g, "");
+  return key ? JSON.stringify(key) : "in a map";
 }
 
 function indexPositions(

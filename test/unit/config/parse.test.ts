@@ -76,7 +76,8 @@ describe("YAML parsing", () => {
         .join(", ")}]\n`;
     const t0 = Date.now();
     const e = thrown(() => parse(text));
-    assert.match(e.message, /^test\.yaml:1:1: invalid YAML: .*alias/i);
+    assert.match(e.message, /^test\.yaml:\d+:\d+: aliases expand to more than 100000 values$/);
+    assert.ok(e.line > 2, "points at the alias that overflows, not at the top of the file");
     assert.ok(Date.now() - t0 < 10_000, "refused quickly, not expanded");
   });
   it("treats an empty config as an empty map", () => {
