@@ -1,11 +1,15 @@
 import { isMap, isPair, isScalar, isSeq, type Node, type Tags } from "yaml";
 import { ConfigError, type ConfigNote, formatKeyPath, type KeyPath } from "./errors.js";
 import { cleanParserMessage, parseYamlBounded } from "./limits.js";
+import { explainYamlError } from "./yamlerrors.js";
 
 /** Headers that mark a file as a cloud-config (the last two are Kairos' legacy spellings). */
 export const CONFIG_HEADERS = ["#cloud-config", "#kairos-config", "#node-config"] as const;
 
-/** How many leading lines may hold comments before the header must have appeared. */
+/**
+ * Upstream's collector looks at the first 10 "lines" as Go's strings.SplitN(data, "\n", 10)
+ * cuts them: lines 1-9, and everything after as the tenth.
+ */
 const HEADER_SEARCH_LINES = 10;
 
 const DROPPED_TAGS = new Set([
@@ -63,15 +67,29 @@ export interface ParsedConfig {
 /** The result of reading one candidate file: a config, or a note saying why it was skipped. */
 export type ParseOutcome = { config: ParsedConfig } | { skipped: ConfigNote };
 
-/** Find the header among the first lines (only blank and comment lines may come before it). */
+/**
+ * Find the header as upstream's collector does: any of the first lines that, with trailing
+ * white space removed, is exactly a header; whatever comes before it (comments, even YAML)
+ * does not matter. Leading white space or words after the header do not count. A UTF-8 byte
+ * order mark is skipped (upstream would skip such a file; see docs/cloud-config.md).
+ */
 export function findHeader(text: string): string | undefined {
-  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/, HEADER_SEARCH_LINES);
+  const body = text.startsWith("\uFEFF") ? text.slice(1) : text;
+  const lines: string[] = [];
+  let from = 0;
+  while (lines.length < HEADER_SEARCH_LINES - 1) {
+    const nl = body.indexOf("\n", from);
+    if (nl < 0) break;
+    lines.push(body.slice(from, nl));
+    from = nl + 1;
+  }
+  // The tenth piece is the rest of the text; it counts only if it is the header alone.
+  lines.push(body.slice(from, from + 64 * 1024));
   for (const raw of lines) {
-    const line = raw.trim();
-    if (line === "") continue;
-    const h = CONFIG_HEADERS.find((c) => line === c || line.startsWith(`${c} `));
+    if (!raw.startsWith("#")) continue;
+    const line = raw.trimEnd();
+    const h = CONFIG_HEADERS.find((c) => line === c);
     if (h) return h;
-    if (!line.startsWith("#")) return undefined; // YAML content started without a header
   }
   return undefined;
 }
@@ -144,17 +162,13 @@ function yamlSyntaxError(
   e: { code: string; message: string; pos: [number, number] },
   at: (o: number) => { line: number; col: number },
 ): ConfigError {
-  const { line, col } = at(e.pos[0]);
-  if (e.code === "DUPLICATE_KEY")
+  if (e.code === "DUPLICATE_KEY") {
+    const { line, col } = at(e.pos[0]);
     return new ConfigError(file, line, col, "", `duplicate key ${describeKeyAt(text, e.pos[0])}`);
-  return new ConfigError(
-    file,
-    line,
-    col,
-    "",
-    `invalid YAML: ${cleanParserMessage(e.message)}`,
-    "fix the YAML syntax at that position",
-  );
+  }
+  const x = explainYamlError(text, { code: e.code, message: e.message, offset: e.pos[0] });
+  const { line, col } = at(x.offset);
+  return new ConfigError(file, line, col, "", x.detail, x.hint);
 }
 
 function describeKeyAt(text: string, offset: number): string {
