@@ -6,4 +6,5 @@ export * from "./parse.js";
 export * from "./rootpath.js";
 export * from "./schema.js";
 export * from "./sources.js";
+export * from "./template.js";
 export * from "./validate.js";

@@ -154,7 +154,7 @@ export const STEP_SCHEMA: Schema = {
     directories: { type: "array", items: directory },
     users: { type: "object", additionalProperties: user },
     authorized_keys: { type: "object", additionalProperties: { type: "array", items: { type: "string" } } },
-    hostname: str("hostname; {{ .MachineID }} and {{ trunc N .MachineID }} are expanded"),
+    hostname: str("hostname; a Go template with .MachineID and .Random (e.g. node-{{ trunc 4 .MachineID }})"),
     dns: {
       type: "object",
       properties: { nameservers: strList(), search: strList(), options: strList(), path: str() },

@@ -2,6 +2,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { ConfigError, type ConfigNote, formatKeyPath, type KeyPath } from "./errors.js";
 import { locate, type ParsedConfig } from "./parse.js";
 import { CLOUD_CONFIG_SCHEMA } from "./schema.js";
+import { parseTemplate, TemplateError } from "./template.js";
 
 type Schema = Record<string, unknown>;
 
@@ -85,7 +86,7 @@ export function validateConfig(cfg: ParsedConfig): ValidationResult {
   const validate = validator();
   const errors: ConfigError[] = [];
   if (!validate(cfg.value)) errors.push(...mapAjvErrors(cfg, validate.errors ?? []));
-  else errors.push(...crossChecks(cfg));
+  else errors.push(...crossChecks(cfg), ...templateChecks(cfg));
   dropNullCollections(cfg.value);
   const warnings: ConfigNote[] = [];
   const url = cfg.value.config_url;
@@ -170,6 +171,62 @@ function crossChecks(cfg: ParsedConfig): ConfigError[] {
       err(
         ["p2p", "auto", "ha", "enable"],
         "p2p.auto.ha needs p2p.auto.enable (HA roles are assigned automatically)",
+      );
+    }
+  }
+  return out;
+}
+
+/** The values upstream renders as Go templates: hostnames, commands, file contents, entities. */
+function templatedValues(v: Record<string, unknown>): [KeyPath, string][] {
+  const out: [KeyPath, string][] = [];
+  if (typeof v.hostname === "string") out.push([["hostname"], v.hostname]);
+  const stages = isObj(v.stages) ? v.stages : {};
+  for (const [name, steps] of Object.entries(stages)) {
+    if (!Array.isArray(steps)) continue;
+    steps.forEach((step, i) => {
+      if (!isObj(step)) return;
+      const at: KeyPath = ["stages", name, i];
+      if (typeof step.hostname === "string") out.push([[...at, "hostname"], step.hostname]);
+      if (Array.isArray(step.commands))
+        step.commands.forEach((c, j) => {
+          if (typeof c === "string") out.push([[...at, "commands", j], c]);
+        });
+      if (Array.isArray(step.files))
+        step.files.forEach((f, j) => {
+          if (isObj(f) && typeof f.content === "string")
+            out.push([[...at, "files", j, "content"], f.content]);
+        });
+      for (const key of ["ensure_entities", "delete_entities"]) {
+        const list = step[key];
+        if (Array.isArray(list))
+          list.forEach((e, j) => {
+            if (isObj(e) && typeof e.entity === "string") out.push([[...at, key, j, "entity"], e.entity]);
+          });
+      }
+    });
+  }
+  return out.filter(([, text]) => text.includes("{{"));
+}
+
+/** A template that does not parse, or calls a function we do not have, is an error at its value. */
+function templateChecks(cfg: ParsedConfig): ConfigError[] {
+  const out: ConfigError[] = [];
+  for (const [path, text] of templatedValues(cfg.value)) {
+    try {
+      parseTemplate(text);
+    } catch (err) {
+      if (!(err instanceof TemplateError)) throw err;
+      const { line, col } = locate(cfg, path);
+      out.push(
+        new ConfigError(
+          cfg.file,
+          line,
+          col,
+          path,
+          `template: ${err.message} (at character ${err.offset + 1} of the value)`,
+          "see docs/cloud-config.md for the template functions kairos-ts has",
+        ),
       );
     }
   }
