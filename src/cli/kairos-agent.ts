@@ -25,14 +25,26 @@ async function main(): Promise<void> {
     .description("The Kairos node agent: install, upgrade, reset and run boot stages.")
     .option("--json", "machine-readable output")
     .option("-q, --quiet", "no progress output")
-    .showHelpAfterError();
+    .option("--debug", "debug output: errors also print their stack (same as KAIROS_DEBUG=1)")
+    .option("--strict-validation", "a config file that does not validate is an error, not a skipped file")
+    .showHelpAfterError()
+    .hook("preAction", (cmd) => {
+      if (cmd.opts().debug) process.env.KAIROS_DEBUG = "1";
+    });
 
   program
     .command("version")
     .description("print the agent version")
+    .option("-l, --long", "also print the runtime and platform")
     .action(
-      action(async () => {
-        process.stdout.write(`${VERSION}${FIPS ? " (fips)" : ""}\n`);
+      action(async (opts: { long?: boolean }) => {
+        if (!opts.long) {
+          process.stdout.write(`${VERSION}${FIPS ? " (fips)" : ""}\n`);
+          return;
+        }
+        process.stdout.write(
+          `${JSON.stringify({ version: VERSION, fips: FIPS, node: process.version, platform: `${process.platform}/${process.arch}` })}\n`,
+        );
       }),
     );
 

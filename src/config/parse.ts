@@ -1,10 +1,15 @@
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument, type Tags } from "yaml";
+import { isMap, isPair, isScalar, isSeq, type Node, type Tags } from "yaml";
 import { ConfigError, type ConfigNote, formatKeyPath, type KeyPath } from "./errors.js";
+import { cleanParserMessage, parseYamlBounded } from "./limits.js";
+import { explainYamlError } from "./yamlerrors.js";
 
 /** Headers that mark a file as a cloud-config (the last two are Kairos' legacy spellings). */
 export const CONFIG_HEADERS = ["#cloud-config", "#kairos-config", "#node-config"] as const;
 
-/** How many leading lines may hold comments before the header must have appeared. */
+/**
+ * Upstream's collector looks at the first 10 "lines" as Go's strings.SplitN(data, "\n", 10)
+ * cuts them: lines 1-9, and everything after as the tenth.
+ */
 const HEADER_SEARCH_LINES = 10;
 
 const DROPPED_TAGS = new Set([
@@ -62,15 +67,29 @@ export interface ParsedConfig {
 /** The result of reading one candidate file: a config, or a note saying why it was skipped. */
 export type ParseOutcome = { config: ParsedConfig } | { skipped: ConfigNote };
 
-/** Find the header among the first lines (only blank and comment lines may come before it). */
+/**
+ * Find the header as upstream's collector does: any of the first lines that, with trailing
+ * white space removed, is exactly a header; whatever comes before it (comments, even YAML)
+ * does not matter. Leading white space or words after the header do not count. A UTF-8 byte
+ * order mark is skipped (upstream would skip such a file; see docs/cloud-config.md).
+ */
 export function findHeader(text: string): string | undefined {
-  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/, HEADER_SEARCH_LINES);
+  const body = text.startsWith("\uFEFF") ? text.slice(1) : text;
+  const lines: string[] = [];
+  let from = 0;
+  while (lines.length < HEADER_SEARCH_LINES - 1) {
+    const nl = body.indexOf("\n", from);
+    if (nl < 0) break;
+    lines.push(body.slice(from, nl));
+    from = nl + 1;
+  }
+  // The tenth piece is the rest of the text; it counts only if it is the header alone.
+  lines.push(body.slice(from, from + 64 * 1024));
   for (const raw of lines) {
-    const line = raw.trim();
-    if (line === "") continue;
-    const h = CONFIG_HEADERS.find((c) => line === c || line.startsWith(`${c} `));
+    if (!raw.startsWith("#")) continue;
+    const line = raw.trimEnd();
+    const h = CONFIG_HEADERS.find((c) => line === c);
     if (h) return h;
-    if (!line.startsWith("#")) return undefined; // YAML content started without a header
   }
   return undefined;
 }
@@ -103,10 +122,8 @@ export function parseCloudConfig(
 
 /** Parse YAML text (no header check) into a ParsedConfig, throwing the first error found. */
 export function parseYamlConfig(text: string, file: string, header = ""): ParsedConfig {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, {
+  const { doc, lineCounter: lc } = parseYamlBounded(text, file, {
     version: "1.1",
-    lineCounter: lc,
     uniqueKeys: true,
     prettyErrors: false,
     merge: true,
@@ -118,14 +135,7 @@ export function parseYamlConfig(text: string, file: string, header = ""): Parsed
     return { line: p.line, col: p.col };
   };
   const first = doc.errors[0];
-  if (first) {
-    const { line, col } = at(first.pos[0]);
-    const detail =
-      first.code === "DUPLICATE_KEY"
-        ? `duplicate key ${describeKeyAt(text, first.pos[0])}`
-        : `invalid YAML: ${first.message.split("\n")[0]}`;
-    throw new ConfigError(file, line, col, "", detail, "fix the YAML syntax at that position");
-  }
+  if (first) throw yamlSyntaxError(text, file, first, at);
   const positions = new Map<string, NodePos>();
   const contents = doc.contents as Node | null;
   if (contents !== null && !isMap(contents)) {
@@ -135,19 +145,38 @@ export function parseYamlConfig(text: string, file: string, header = ""): Parsed
   }
   let value: unknown;
   try {
-    value = doc.toJS({ maxAliasCount: 1000 }) ?? {};
+    // Alias expansion was measured (and bounded) by parseYamlBounded.
+    value = doc.toJS({ maxAliasCount: -1 }) ?? {};
   } catch (err) {
-    throw new ConfigError(file, 1, 1, "", `invalid YAML: ${(err as Error).message}`);
+    throw new ConfigError(file, 1, 1, "", `invalid YAML: ${cleanParserMessage((err as Error).message)}`);
   }
   positions.set("", { line: 1, col: 1 });
   if (contents) indexPositions(contents, [], positions, at);
   return { file, value: value as Record<string, unknown>, positions, header };
 }
 
+/** A YAML syntax error as a ConfigError at the line to fix, in words a person understands. */
+function yamlSyntaxError(
+  text: string,
+  file: string,
+  e: { code: string; message: string; pos: [number, number] },
+  at: (o: number) => { line: number; col: number },
+): ConfigError {
+  if (e.code === "DUPLICATE_KEY") {
+    const { line, col } = at(e.pos[0]);
+    return new ConfigError(file, line, col, "", `duplicate key ${describeKeyAt(text, e.pos[0])}`);
+  }
+  const x = explainYamlError(text, { code: e.code, message: e.message, offset: e.pos[0] });
+  const { line, col } = at(x.offset);
+  return new ConfigError(file, line, col, "", x.detail, x.hint);
+}
+
 function describeKeyAt(text: string, offset: number): string {
-  const rest = text.slice(offset).split(/\r?\n/, 1)[0] ?? "";
-  const key = rest.replace(/\s*:.*$/, "").trim();
-  return key ? JSON.stringify(key.replace(/^["']|["']$/g, "")) : "in a map";
+  const end = text.indexOf("\n", offset);
+  const line = text.slice(offset, Math.min(end < 0 ? text.length : end, offset + 200));
+  const colon = line.indexOf(":");
+  const key = (colon < 0 ? line : line.slice(0, colon)).trim().replace(/^["']|["']$/g, "");
+  return key ? JSON.stringify(key) : "in a map";
 }
 
 function indexPositions(

@@ -50,10 +50,22 @@ const idOrName: Schema = {
   "x-expected": "a numeric id or a name",
 };
 
+/**
+ * Upstream's user name rule, as its schema states it (`[a-z_][a-z0-9_]{0,30}`, unanchored as
+ * JSON Schema patterns are): at least one lowercase letter or "_". It refuses "007" and "".
+ */
+export const USER_NAME_PATTERN = "[a-z_][a-z0-9_]{0,30}";
+
 const user: Schema = {
   type: "object",
   properties: {
-    name: str("login name"),
+    name: {
+      type: "string",
+      pattern: USER_NAME_PATTERN,
+      "x-expected":
+        'a login name with a lowercase letter or "_" in it (upstream\'s pattern [a-z_][a-z0-9_]{0,30})',
+      description: "login name",
+    },
     passwd: str("password: plain text (hashed on write, SHA-512 crypt) or a crypt hash ($6$…, $5$…, $y$…)"),
     groups: strOrList,
     ssh_authorized_keys: strList("public keys; 'github:USER' / 'gitlab:USER' fetch that user's keys"),
@@ -111,7 +123,10 @@ const systemImage: Schema = {
   },
 };
 
-const partition: Schema = { type: "object", properties: { size, fs, label: str() } };
+const partition: Schema = { type: "object", properties: { size, fs, label: str(), name: str() } };
+
+/** A yip step key we accept (upstream has it) but do not check or act on. */
+const anyValue: Schema = { "x-open": true };
 
 /** One yip step. */
 export const STEP_SCHEMA: Schema = {
@@ -139,7 +154,7 @@ export const STEP_SCHEMA: Schema = {
     directories: { type: "array", items: directory },
     users: { type: "object", additionalProperties: user },
     authorized_keys: { type: "object", additionalProperties: { type: "array", items: { type: "string" } } },
-    hostname: str("hostname; {{ .MachineID }} and {{ trunc N .MachineID }} are expanded"),
+    hostname: str("hostname; a Go template with .MachineID and .Random (e.g. node-{{ trunc 4 .MachineID }})"),
     dns: {
       type: "object",
       properties: { nameservers: strList(), search: strList(), options: strList(), path: str() },
@@ -176,6 +191,8 @@ export const STEP_SCHEMA: Schema = {
     git: { type: "object", "x-open": true },
     systemd_firstboot: { type: "object", additionalProperties: scalar },
     unpack_images: { type: "array", items: { type: "object", "x-open": true } },
+    package_pins: anyValue,
+    if_files: anyValue,
   },
 };
 
@@ -200,21 +217,56 @@ export const KNOWN_STAGES: readonly string[] = (() => {
 /** The stages `kairos-agent run-stage` runs from boot units; these also read /system/oem. */
 export const SYSTEM_STAGES = ["rootfs", "initramfs", "boot", "fs", "network", "reconcile"] as const;
 
+const grubOptions: Schema = {
+  type: "object",
+  properties: {
+    extra_cmdline: str("appended to every entry's kernel command line"),
+    extra_active_cmdline: str("appended to the active entry only"),
+    extra_passive_cmdline: str("appended to the passive (fallback) entry only"),
+    extra_recovery_cmdline: str(),
+    default_menu_entry: str("title of the default boot menu entry"),
+    default_fallback: str('fallback order, e.g. "1 2"'),
+    next_entry: str("entry booted once, at the next boot"),
+    saved_entry: str("default boot entry"),
+  },
+};
+
+/** A bundle (a container image with files to apply), as upstream's BundleSchema. */
+const bundle: Schema = {
+  type: "object",
+  properties: {
+    repository: str(),
+    rootfs_path: str(),
+    db_path: str(),
+    local_file: bool(),
+    targets: strList(),
+  },
+};
+
+/** Keys shared by install, upgrade and reset in upstream's specs. */
+const actionCommon = {
+  reboot: bool("reboot when done (default false)"),
+  poweroff: bool("power off when done (default false)"),
+  "grub-entry-name": str("title of the boot menu entries"),
+  "extra-dirs-rootfs": strList("directories created in the image"),
+  "allow-insecure-registries": bool("pull the source over plain HTTP"),
+  tty: str("console of the action's log"),
+};
+
 const install: Schema = {
   type: "object",
   properties: {
     device: {
       type: "string",
-      pattern: "^(auto|/dev/\\S+)$",
+      pattern: "^(auto|/dev/.+|script://.+)$",
       "x-expected":
-        'a device: "auto", /dev/sdX, /dev/vdX, /dev/nvmeXnY or /dev/disk/by-{id,label,path,uuid,diskseq}/…',
+        'a device: "auto", /dev/sdX, /dev/vdX, /dev/nvmeXnY, /dev/disk/by-{id,label,path,uuid,diskseq}/… or script:///path (its output names the device)',
     },
     auto: bool("install without waiting for pairing/interaction (default false)"),
-    reboot: bool("reboot when done (default false)"),
-    poweroff: bool("power off when done (default false)"),
+    ...actionCommon,
     force: bool(),
     "no-format": bool(),
-    "grub-entry-name": str(),
+    no_format: bool("spelling of no-format in upstream's schema"),
     partitions: {
       type: "object",
       properties: { oem: partition, recovery: partition, state: partition, persistent: partition },
@@ -223,25 +275,25 @@ const install: Schema = {
       type: "array",
       items: { type: "object", properties: { name: str(), size, fs, label: str() } },
     },
-    grub_options: {
-      type: "object",
-      properties: {
-        extra_cmdline: str("appended to every entry's kernel command line"),
-        extra_active_cmdline: str("appended to the active entry only"),
-        extra_passive_cmdline: str("appended to the passive (fallback) entry only"),
-        extra_recovery_cmdline: str(),
-        default_menu_entry: str("title of the default boot menu entry"),
-      },
-    },
+    grub_options: grubOptions,
     bind_mounts: strList("paths kept on COS_PERSISTENT and bind-mounted"),
     ephemeral_mounts: strList("paths backed by tmpfs"),
-    env: strList(),
+    env: {
+      type: "array",
+      items: { anyOf: [{ type: "string" }, { type: "object", "x-open": true }] },
+      "x-expected": 'a list of "KEY=value" strings or maps',
+    },
     image: str(),
+    source: str("image to install instead of the running one (oci:…, docker:…, dir:…)"),
     system: systemImage,
     passive: systemImage,
     "recovery-system": systemImage,
+    bundles: { type: "array", items: bundle },
     skip_copy_kairos_agent: bool(),
+    skip_copy_kcrypt_plugin: bool(),
     encrypted_partitions: strList(),
+    ssh_hardening: bool("disable SSH password login (needs an SSH key for some user)"),
+    nousers: bool("install without creating the default users"),
     "cloud-init": str(),
     firmware: str(),
     "part-table": str(),
@@ -253,10 +305,12 @@ const reset: Schema = {
   properties: {
     "reset-persistent": bool(),
     "reset-oem": bool(),
-    reboot: bool(),
-    poweroff: bool(),
+    ...actionCommon,
     system: systemImage,
+    passive: systemImage,
     source: str(),
+    "excluded-paths": strList(),
+    entry: str(),
   },
 };
 
@@ -264,11 +318,43 @@ const upgrade: Schema = {
   type: "object",
   properties: {
     recovery: bool("upgrade the recovery image instead of the active one"),
-    reboot: bool(),
-    poweroff: bool(),
+    ...actionCommon,
     system: systemImage,
+    passive: systemImage,
     "recovery-system": systemImage,
     source: str(),
+    "excluded-paths": strList(),
+    entry: str(),
+  },
+};
+
+/** p2p as upstream's P2PSchema (the token/auto rule is a separate check, see validate.ts). */
+const p2p: Schema = {
+  type: "object",
+  properties: {
+    role: { type: "string", enum: ["master", "worker", "none", ""] },
+    network_id: str(),
+    network_token: str("shared secret of the p2p network"),
+    dns: bool(),
+    disable_dht: bool(),
+    vpn: {
+      type: "object",
+      properties: { create: bool(), vpn: bool(), use: bool(), env: { type: "object", "x-open": true } },
+    },
+    auto: {
+      type: "object",
+      properties: {
+        enable: bool(),
+        ha: {
+          type: "object",
+          properties: {
+            enable: bool(),
+            master_nodes: { type: "integer", minimum: 1, "x-expected": "a whole number ≥ 1" },
+            external_db: str(),
+          },
+        },
+      },
+    },
   },
 };
 
@@ -289,7 +375,12 @@ export const CLOUD_CONFIG_SCHEMA: Schema = {
   type: "object",
   properties: {
     name: str("a name for this config (logs only)"),
-    users: { type: "array", items: { ...user, required: ["name"] } },
+    users: {
+      type: "array",
+      minItems: 1,
+      items: { ...user, required: ["name"] },
+      "x-expected-minItems": "at least one user (leave users out for none)",
+    },
     install,
     reset,
     upgrade,
@@ -308,7 +399,7 @@ export const CLOUD_CONFIG_SCHEMA: Schema = {
     write_files: { type: "array", items: writeFile },
     hostname: str(),
     ssh_authorized_keys: strList(),
-    config_url: { type: "string", pattern: "^https?://", "x-expected": "an http:// or https:// URL" },
+    config_url: str("http(s) URL of a config to merge (a template or other value is kept, not fetched)"),
     strict: bool("make a failing stage step fatal (default false)"),
     debug: bool(),
     "cloud-init-paths": strList("extra directories read for stages"),
@@ -316,11 +407,35 @@ export const CLOUD_CONFIG_SCHEMA: Schema = {
     "k3s-agent": { type: "object", "x-open": true },
     k0s: { type: "object", "x-open": true },
     "k0s-worker": { type: "object", "x-open": true },
-    p2p: { type: "object", "x-open": true },
+    p2p,
     kubevip: { type: "object", "x-open": true },
     bundles: { type: "array", items: { type: "object", "x-open": true } },
     fail_on_bundles_errors: bool(),
-    options: { type: "object", "x-open": true },
+    options: {
+      anyOf: [
+        { type: "object", "x-open": true },
+        { type: "array", items: { "x-open": true } },
+      ],
+      "x-expected": "a map (or a list) of options",
+    },
     "eject-cd": bool(),
+    env: strList("KEY=value pairs for the agent's actions"),
+    grub_options: grubOptions,
+    fullcloudconfig: str(),
+    cosign: bool("verify images with cosign"),
+    verify: bool(),
+    "cosign-key": str("public key (path or URL) for cosign"),
+    arch: str("target architecture (amd64, arm64)"),
+    platform: { type: "object", "x-open": true },
+    "squash-compression": strList("mksquashfs compression options"),
+    "squash-no-compression": bool(),
+    "uki-max-entries": { type: "integer", minimum: 0 },
+    "bind-pcrs": strList("TPM PCRs kcrypt binds to"),
+    "bind-public-pcrs": strList("public PCR values for kcrypt"),
+    kcrypt: { type: "object", "x-open": true },
+    phonehome: { type: "object", "x-open": true },
+    logs: { type: "object", properties: { journal: strList(), files: strList() } },
+    vpn: { type: "object", "x-open": true },
+    growpart: { type: "object", properties: { devices: strList() } },
   },
 };

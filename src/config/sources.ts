@@ -235,7 +235,9 @@ async function followUrls(
   depth = 0,
 ): Promise<ParsedConfig[]> {
   const url = cfg.value.config_url;
-  if (typeof url !== "string" || url === "") return [];
+  // A template or other non-URL value was already warned about by the validator; upstream's
+  // collector ignores what it cannot fetch too.
+  if (typeof url !== "string" || !/^https?:\/\//i.test(url)) return [];
   const { line, col } = locate(cfg, ["config_url"]);
   const maxDepth = opts.maxDepth ?? 5;
   if (seen.has(url)) {

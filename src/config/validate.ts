@@ -2,16 +2,77 @@ import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { ConfigError, type ConfigNote, formatKeyPath, type KeyPath } from "./errors.js";
 import { locate, type ParsedConfig } from "./parse.js";
 import { CLOUD_CONFIG_SCHEMA } from "./schema.js";
+import { parseTemplate, TemplateError } from "./template.js";
 
 type Schema = Record<string, unknown>;
+
+/**
+ * The schema as validated: every list or map may also be null. A key whose items are all
+ * commented out (`ssh_authorized_keys:` then only `# - github:me`) is YAML null; Go's decoder
+ * reads it as empty and so do we (see dropNullCollections).
+ */
+function nullable(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(nullable);
+  if (schema === null || typeof schema !== "object") return schema;
+  const out: Schema = {};
+  for (const [k, v] of Object.entries(schema as Schema)) {
+    out[k] = k === "enum" || k === "x-known-keys" ? v : nullable(v);
+  }
+  const t = out.type;
+  const types = Array.isArray(t) ? t : t === undefined ? [] : [t];
+  if (types.includes("array") || types.includes("object")) out.type = [...types, "null"];
+  if (Array.isArray(out.anyOf)) {
+    const alts = out.anyOf as Schema[];
+    if (alts.some((a) => a.type === "array" || a.type === "object")) out.anyOf = [...alts, { type: "null" }];
+  }
+  return out;
+}
 
 let compiled: ValidateFunction | undefined;
 function validator(): ValidateFunction {
   if (!compiled) {
     const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
-    compiled = ajv.compile(CLOUD_CONFIG_SCHEMA);
+    compiled = ajv.compile(nullable(CLOUD_CONFIG_SCHEMA) as Schema);
   }
   return compiled;
+}
+
+function schemaExpectsCollection(s: Schema | undefined): boolean {
+  if (!s) return false;
+  const t = s.type;
+  const types = Array.isArray(t) ? t : [t];
+  if (types.includes("array") || types.includes("object")) return true;
+  return (
+    Array.isArray(s.anyOf) && (s.anyOf as Schema[]).some((a) => a.type === "array" || a.type === "object")
+  );
+}
+
+/**
+ * Remove keys whose value is null where the schema expects a list or a map, so that every
+ * consumer sees "not set" rather than null (Go decodes such a key to an empty value). Walks
+ * only what the schema describes.
+ */
+export function dropNullCollections(value: unknown, schema: Schema = CLOUD_CONFIG_SCHEMA): void {
+  if (value === null || typeof value !== "object") return;
+  if (Array.isArray(value)) {
+    const items = schema.items as Schema | undefined;
+    if (items) for (const v of value) dropNullCollections(v, pickAlt(items, v));
+    return;
+  }
+  const props = (schema.properties ?? {}) as Record<string, Schema>;
+  const extra = schema.additionalProperties as Schema | undefined;
+  const obj = value as Record<string, unknown>;
+  for (const k of Object.keys(obj)) {
+    const s = props[k] ?? extra;
+    if (!s) continue;
+    if (obj[k] === null && schemaExpectsCollection(s)) delete obj[k];
+    else dropNullCollections(obj[k], pickAlt(s, obj[k]));
+  }
+}
+
+function pickAlt(s: Schema, v: unknown): Schema {
+  if (!Array.isArray(s.anyOf)) return s;
+  return (s.anyOf as Schema[]).find((a) => matchesType(a, v)) ?? s;
 }
 
 /** What validation found: errors make the config unusable, warnings do not. */
@@ -25,7 +86,21 @@ export function validateConfig(cfg: ParsedConfig): ValidationResult {
   const validate = validator();
   const errors: ConfigError[] = [];
   if (!validate(cfg.value)) errors.push(...mapAjvErrors(cfg, validate.errors ?? []));
+  else errors.push(...crossChecks(cfg), ...templateChecks(cfg));
+  dropNullCollections(cfg.value);
   const warnings: ConfigNote[] = [];
+  const url = cfg.value.config_url;
+  if (typeof url === "string" && url !== "" && !/^https?:\/\//i.test(url)) {
+    const { line, col } = locate(cfg, ["config_url"]);
+    warnings.push({
+      level: "warning",
+      file: cfg.file,
+      line,
+      col,
+      keyPath: "config_url",
+      message: `${JSON.stringify(url.length > 60 ? `${url.slice(0, 57)}...` : url)} is not an http:// or https:// URL; it will not be fetched`,
+    });
+  }
   walkUnknown(CLOUD_CONFIG_SCHEMA, cfg.value, [], cfg, warnings);
   // `permissions: 644` is the decimal number 644 (octal 01204), almost never what was meant.
   for (const [keyPath, pos] of cfg.positions) {
@@ -48,6 +123,116 @@ export function validateConfig(cfg: ParsedConfig): ValidationResult {
   return { errors, warnings };
 }
 
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);
+
+/** Rules upstream's schema states with oneOf/required that are clearer as checks of their own. */
+function crossChecks(cfg: ParsedConfig): ConfigError[] {
+  const out: ConfigError[] = [];
+  const v = cfg.value;
+  const err = (path: KeyPath, detail: string, hint?: string) => {
+    const { line, col } = locate(cfg, path);
+    out.push(new ConfigError(cfg.file, line, col, path, detail, hint));
+  };
+  const install = isObj(v.install) ? v.install : undefined;
+  if (install?.reboot === true && install.poweroff === true) {
+    err(
+      ["install", "poweroff"],
+      "install.reboot and install.poweroff cannot both be true",
+      "keep one of them",
+    );
+  }
+  if (install?.ssh_hardening === true) {
+    const users = Array.isArray(v.users) ? v.users : [];
+    const hasKey =
+      (Array.isArray(v.ssh_authorized_keys) && v.ssh_authorized_keys.length > 0) ||
+      users.some((u) => isObj(u) && Array.isArray(u.ssh_authorized_keys) && u.ssh_authorized_keys.length > 0);
+    if (!hasKey) {
+      err(
+        ["install", "ssh_hardening"],
+        "ssh_hardening turns off SSH password login, but no user has an SSH key",
+        "add ssh_authorized_keys to a user, or drop ssh_hardening",
+      );
+    }
+  }
+  if (isObj(v.p2p)) {
+    const p = v.p2p;
+    const token = typeof p.network_token === "string" ? p.network_token : "";
+    const auto = isObj(p.auto) ? p.auto : undefined;
+    if (token === "" && auto?.enable !== false) {
+      err(
+        ["p2p", Object.hasOwn(p, "network_token") ? "network_token" : ""].filter(Boolean),
+        "p2p needs a network_token (or p2p.auto.enable: false for a network without one)",
+        "generate one with `kairos-agent generate-token` on upstream Kairos",
+      );
+    }
+    const ha = isObj(auto?.ha) ? auto.ha : undefined;
+    if (ha?.enable === true && auto?.enable === false) {
+      err(
+        ["p2p", "auto", "ha", "enable"],
+        "p2p.auto.ha needs p2p.auto.enable (HA roles are assigned automatically)",
+      );
+    }
+  }
+  return out;
+}
+
+/** The values upstream renders as Go templates: hostnames, commands, file contents, entities. */
+function templatedValues(v: Record<string, unknown>): [KeyPath, string][] {
+  const out: [KeyPath, string][] = [];
+  if (typeof v.hostname === "string") out.push([["hostname"], v.hostname]);
+  const stages = isObj(v.stages) ? v.stages : {};
+  for (const [name, steps] of Object.entries(stages)) {
+    if (!Array.isArray(steps)) continue;
+    steps.forEach((step, i) => {
+      if (!isObj(step)) return;
+      const at: KeyPath = ["stages", name, i];
+      if (typeof step.hostname === "string") out.push([[...at, "hostname"], step.hostname]);
+      if (Array.isArray(step.commands))
+        step.commands.forEach((c, j) => {
+          if (typeof c === "string") out.push([[...at, "commands", j], c]);
+        });
+      if (Array.isArray(step.files))
+        step.files.forEach((f, j) => {
+          if (isObj(f) && typeof f.content === "string")
+            out.push([[...at, "files", j, "content"], f.content]);
+        });
+      for (const key of ["ensure_entities", "delete_entities"]) {
+        const list = step[key];
+        if (Array.isArray(list))
+          list.forEach((e, j) => {
+            if (isObj(e) && typeof e.entity === "string") out.push([[...at, key, j, "entity"], e.entity]);
+          });
+      }
+    });
+  }
+  return out.filter(([, text]) => text.includes("{{"));
+}
+
+/** A template that does not parse, or calls a function we do not have, is an error at its value. */
+function templateChecks(cfg: ParsedConfig): ConfigError[] {
+  const out: ConfigError[] = [];
+  for (const [path, text] of templatedValues(cfg.value)) {
+    try {
+      parseTemplate(text);
+    } catch (err) {
+      if (!(err instanceof TemplateError)) throw err;
+      const { line, col } = locate(cfg, path);
+      out.push(
+        new ConfigError(
+          cfg.file,
+          line,
+          col,
+          path,
+          `template: ${err.message} (at character ${err.offset + 1} of the value)`,
+          "see docs/cloud-config.md for the template functions kairos-ts has",
+        ),
+      );
+    }
+  }
+  return out;
+}
+
 function parsePointer(p: string): (string | number)[] {
   if (!p) return [];
   return p
@@ -59,7 +244,7 @@ function parsePointer(p: string): (string | number)[] {
 
 function typeName(v: unknown): string {
   if (v === null) return "null";
-  if (Array.isArray(v)) return "a list";
+  if (Array.isArray(v)) return v.length ? "a list" : "an empty list";
   if (typeof v === "object") return "a map";
   if (typeof v === "string") return `${JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v)}`;
   return `${typeof v} ${String(v)}`;
@@ -81,7 +266,7 @@ function expectedFrom(e: ErrorObject): string {
   switch (e.keyword) {
     case "type": {
       const t = (e.params as { type: string | string[] }).type;
-      const list = Array.isArray(t) ? t : String(t).split(",");
+      const list = (Array.isArray(t) ? t : String(t).split(",")).filter((x) => x !== "null");
       return list.map((x) => TYPE_WORDS[x] ?? x).join(" or ");
     }
     case "enum":
@@ -94,6 +279,10 @@ function expectedFrom(e: ErrorObject): string {
       return `a number ≤ ${(e.params as { limit: number }).limit}`;
     case "minLength":
       return "a non-empty string";
+    case "minItems":
+      return typeof ps?.["x-expected-minItems"] === "string"
+        ? ps["x-expected-minItems"]
+        : `at least ${(e.params as { limit: number }).limit} item(s)`;
     default:
       return e.message ?? "a valid value";
   }
@@ -127,7 +316,7 @@ function mapAjvErrors(cfg: ParsedConfig, errs: ErrorObject[]): ConfigError[] {
     let expected = expectedFrom(e);
     if (!preferred) {
       const types = list.filter((x) => x.keyword === "type");
-      if (types.length > 1) expected = [...new Set(types.map(expectedFrom))].join(" or ");
+      if (types.length > 1) expected = [...new Set(types.map(expectedFrom).filter(Boolean))].join(" or ");
     }
     const { line, col } = locate(cfg, path);
     out.push(new ConfigError(cfg.file, line, col, path, `expected ${expected}, got ${typeName(e.data)}`));

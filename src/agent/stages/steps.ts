@@ -1,4 +1,5 @@
 import { accessSync, existsSync, constants as fsc, writeFileSync } from "node:fs";
+import { release } from "node:os";
 import { gunzipSync } from "node:zlib";
 import { parse as parseYaml } from "yaml";
 import { resolveInRoot } from "../../config/index.js";
@@ -17,7 +18,7 @@ import {
 } from "./accounts.js";
 import { mkdirInRoot, octal, parseMode, readInRoot, writeFileInRoot } from "./fsops.js";
 import { disableUnit, enableUnit, maskUnit, unitName } from "./systemd.js";
-import { renderTemplate } from "./template.js";
+import { randomString, renderTemplate, type TemplateData } from "./template.js";
 
 /** One step of a stage, as written in the config. */
 export type Step = Record<string, unknown>;
@@ -112,6 +113,54 @@ function describeOwner(uid: number | undefined, gid: number | undefined): string
   return `${uid ?? 0}:${gid ?? uid ?? 0}`;
 }
 
+/**
+ * yip's template data for commands and file contents: `.Values`, the node's facts in the
+ * layout of the sysinfo library yip uses (node, os, kernel), read from the root only when a
+ * template asks for them.
+ */
+export function nodeTemplateData(root: string): TemplateData {
+  return Object.defineProperty({}, "Values", {
+    enumerable: true,
+    get: () => {
+      const os: Record<string, string> = {};
+      const text = readInRoot(root, "/etc/os-release") ?? readInRoot(root, "/usr/lib/os-release") ?? "";
+      for (const l of text.split("\n")) {
+        const eq = l.indexOf("=");
+        if (eq > 0)
+          os[l.slice(0, eq).trim()] = l
+            .slice(eq + 1)
+            .trim()
+            .replace(/^["']|["']$/g, "");
+      }
+      const goArch =
+        ({ x64: "amd64", arm64: "arm64", arm: "arm" } as Record<string, string>)[process.arch] ??
+        process.arch;
+      let machineid = "";
+      try {
+        machineid = machineId(root);
+      } catch {
+        // no machine id yet (very early boot): an empty value, as sysinfo gives
+      }
+      return {
+        node: { hostname: readInRoot(root, "/etc/hostname")?.trim() ?? "", machineid },
+        os: {
+          name: os.PRETTY_NAME ?? "",
+          vendor: os.ID ?? "",
+          version: os.VERSION_ID ?? "",
+          release: os.VERSION_ID ?? "",
+          architecture: goArch,
+        },
+        kernel: { release: root === "/" ? release() : "", architecture: goArch },
+      };
+    },
+  });
+}
+
+/** Render a command or file content as yip does (only when it holds a template). */
+function rendered(env: StepEnv, text: string): string {
+  return text.includes("{{") ? renderTemplate(text, nodeTemplateData(env.root)) : text;
+}
+
 /** `files`: write each file with its content, mode (default 0644) and owner. */
 export function stepFiles(env: StepEnv, step: Step): void {
   const files = (step.files as Record<string, unknown>[] | undefined) ?? [];
@@ -121,7 +170,7 @@ export function stepFiles(env: StepEnv, step: Step): void {
     const path = String(f.path);
     const mode = parseMode(f.permissions, 0o644);
     const { uid, gid } = ownership(db, f);
-    let data = decode(String(f.content ?? ""), f.encoding as string | undefined);
+    let data = decode(rendered(env, String(f.content ?? "")), f.encoding as string | undefined);
     if (f.append) {
       const old = readInRoot(env.root, path);
       if (old !== undefined) data = Buffer.concat([Buffer.from(old), data]);
@@ -233,7 +282,8 @@ export function stepDeleteEntities(env: StepEnv, step: Step): void {
 
 /** `commands`: each with sh -c, in order; the first failure fails the step. */
 export async function stepCommands(env: StepEnv, step: Step): Promise<void> {
-  for (const c of strings(step.commands)) {
+  for (const raw of strings(step.commands)) {
+    const c = rendered(env, raw);
     env.log(`commands: running ${JSON.stringify(c.length > 200 ? `${c.slice(0, 197)}...` : c)}`);
     const out = await shell(env, c);
     for (const l of `${out.stdout}${out.stderr}`.split("\n").filter(Boolean).slice(-20)) env.log(`  | ${l}`);
@@ -253,7 +303,12 @@ export function machineId(root: string): string {
 export async function stepHostname(env: StepEnv, step: Step): Promise<void> {
   const tpl = step.hostname as string | undefined;
   if (!tpl) return;
-  const name = tpl.includes("{{") ? renderTemplate(tpl, { MachineID: machineId(env.root) }) : tpl;
+  // yip's hostname values: .MachineID (read only when used) and .Random (new at every render).
+  const data = Object.defineProperty({ Random: randomString() }, "MachineID", {
+    enumerable: true,
+    get: () => machineId(env.root),
+  });
+  const name = renderTemplate(tpl, data);
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(name)) {
     throw new Error(`invalid hostname ${JSON.stringify(name)}`);
   }

@@ -1,6 +1,7 @@
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { stringify } from "yaml";
-import { runStage } from "../../agent/index.js";
+import { expandStage, nodeTemplateData, randomString, runStage, stepsOf } from "../../agent/index.js";
 import {
   CLOUD_CONFIG_SCHEMA,
   ConfigError,
@@ -10,6 +11,10 @@ import {
   formatNote,
   loadSource,
   mergeConfigs,
+  parseDotPath,
+  renderTemplate,
+  SYSTEM_STAGES,
+  TemplateError,
 } from "../../config/index.js";
 import { action, globals, type Register } from "../common.js";
 import { type FileVerdict, printVerdicts } from "./config.js";
@@ -37,6 +42,11 @@ function leaves(v: unknown, prefix: string, out: [string, unknown][]): void {
       leaves((v as Record<string, unknown>)[k], `${prefix}${seg}`, out);
     }
   } else out.push([prefix, v]);
+}
+
+/** The global --strict-validation flag: a config file that does not validate is fatal. */
+function strictValidation(cmd: Command): boolean {
+  return (cmd.optsWithGlobals() as { strictValidation?: boolean }).strictValidation === true;
 }
 
 /** kairos-agent validate | print-schema | config | run-stage. */
@@ -76,13 +86,23 @@ export const registerAgentConfigCommands: Register = (program: Command) => {
   program
     .command("print-schema")
     .description("print the cloud-config JSON Schema")
+    .option(
+      "--version <version>",
+      "set $schema to Kairos' published URL of that release (https://kairos.io/VERSION/cloud-config.json)",
+    )
     .action(
-      action(async () => {
-        process.stdout.write(`${JSON.stringify(CLOUD_CONFIG_SCHEMA, null, 2)}\n`);
+      action(async (opts: { version?: string }) => {
+        const schema = opts.version
+          ? {
+              ...CLOUD_CONFIG_SCHEMA,
+              $schema: `https://kairos.io/${encodeURIComponent(opts.version)}/cloud-config.json`,
+            }
+          : CLOUD_CONFIG_SCHEMA;
+        process.stdout.write(`${JSON.stringify(schema, null, 2)}\n`);
       }),
     );
 
-  program
+  const configCmd = program
     .command("config")
     .description(
       "print the merged config from the config directories, config_url and the kernel command line",
@@ -103,6 +123,7 @@ export const registerAgentConfigCommands: Register = (program: Command) => {
             cmdline: opts.cmdline ? undefined : false,
           });
           const g = globals(cmd);
+          if (strictValidation(cmd) && c.errors.length) throw new ConfigErrors(c.errors);
           if (g.json) {
             process.stdout.write(
               `${JSON.stringify(
@@ -135,6 +156,91 @@ export const registerAgentConfigCommands: Register = (program: Command) => {
       ),
     );
 
+  configCmd
+    .command("get")
+    .description(
+      "print one value of the merged config, by upstream's dotted key (install.device, users[0].name)",
+    )
+    .argument("<key>", "dotted key; an empty output means the key is not set")
+    .action(
+      action(async (key: string, _opts: unknown, cmd: Command) => {
+        // --root, --system and --no-cmdline are the options of `config` itself.
+        const opts = (cmd.parent?.opts() ?? {}) as { root?: string; system?: boolean; cmdline?: boolean };
+        const path = parseDotPath(key.replace(/^\./, ""));
+        if (!path) {
+          throw new ConfigError(
+            "(command line)",
+            1,
+            1,
+            key,
+            "malformed key",
+            "write it like install.device or users[0].name",
+          );
+        }
+        const c = await collectConfig({
+          root: opts.root ?? "/",
+          includeSystem: opts.system,
+          cmdline: opts.cmdline === false ? false : undefined,
+        });
+        for (const e of c.errors) process.stderr.write(`warning: ${e.message}\n`);
+        if (strictValidation(cmd) && c.errors.length) throw new ConfigErrors(c.errors);
+        let v: unknown = c.merged.value;
+        for (const seg of path) {
+          v =
+            v !== null && typeof v === "object" && Object.hasOwn(v, seg)
+              ? (v as Record<string | number, unknown>)[seg]
+              : undefined;
+        }
+        // As upstream: the value as YAML, nothing when unset.
+        if (v === undefined || v === null) return 0;
+        if (globals(cmd).json) process.stdout.write(`${JSON.stringify(v)}\n`);
+        else
+          process.stdout.write(typeof v === "object" ? stringify(v, { version: "1.1" }) : `${String(v)}\n`);
+        return 0;
+      }),
+    );
+
+  program
+    .command("render-template")
+    .description(
+      "render a Go template (sprig functions) with the node's config and facts, as stages render them",
+    )
+    .requiredOption("-f, --file <file>", "template file to render")
+    .option("--root <dir>", "read the config and node facts under this root", "/")
+    .action(
+      action(async (opts: { file: string; root: string }) => {
+        let text: string;
+        try {
+          text = readFileSync(opts.file, "utf8");
+        } catch (err) {
+          throw new ConfigError(opts.file, 1, 1, "", `cannot read: ${(err as Error).message}`);
+        }
+        const c = await collectConfig({ root: opts.root, cmdline: false });
+        for (const e of c.errors) process.stderr.write(`warning: ${e.message}\n`);
+        const node = nodeTemplateData(opts.root);
+        const data = Object.defineProperties(
+          { Config: c.merged.value, Random: randomString() },
+          {
+            Values: { enumerable: true, get: () => node.Values },
+            MachineID: {
+              enumerable: true,
+              get: () => (node.Values as { node: { machineid: string } }).node.machineid,
+            },
+          },
+        );
+        try {
+          process.stdout.write(renderTemplate(text, data));
+        } catch (err) {
+          if (!(err instanceof TemplateError)) throw err;
+          const before = text.slice(0, err.offset);
+          const line = before.split("\n").length;
+          const col = err.offset - before.lastIndexOf("\n");
+          throw new ConfigError(opts.file, line, col, "", `template: ${err.message}`);
+        }
+        return 0;
+      }),
+    );
+
   program
     .command("run-stage")
     .description("run the steps of a stage (with its .before and .after) against a root directory")
@@ -142,15 +248,50 @@ export const registerAgentConfigCommands: Register = (program: Command) => {
     .option("--root <dir>", "target root directory", "/")
     .option("--strict", "make a failing step fatal (as `strict: true` in the config)")
     .option("--config <file>", "use only this cloud-config instead of the config directories")
+    .option("--analyze", "list the steps that would run, in order, and run nothing")
     .action(
       action(
-        async (stage: string, opts: { root: string; strict?: boolean; config?: string }, cmd: Command) => {
+        async (
+          stage: string,
+          opts: { root: string; strict?: boolean; config?: string; analyze?: boolean },
+          cmd: Command,
+        ) => {
           const g = globals(cmd);
           let config: Record<string, unknown> | undefined;
           if (opts.config) {
             const r = await loadSource(opts.config);
             if (r.errors.length) throw new ConfigErrors(r.errors);
             config = mergeConfigs(r.configs).value;
+          } else if (opts.analyze || strictValidation(cmd)) {
+            // The same view of the config the runner takes (system stages read /system/oem too).
+            const base = stage.replace(/\.(before|after)$/, "");
+            const c = await collectConfig({
+              root: opts.root,
+              includeSystem: (SYSTEM_STAGES as readonly string[]).includes(base),
+              acceptYip: true,
+            });
+            for (const e of c.errors)
+              process.stderr.write(`${strictValidation(cmd) ? "error" : "warning"}: ${e.message}\n`);
+            if (strictValidation(cmd) && c.errors.length) throw new ConfigErrors(c.errors);
+            config = c.merged.value;
+          }
+          if (opts.analyze) {
+            const plan = expandStage(stage).map((name) => ({
+              stage: name,
+              steps: stepsOf(config ?? {}, name).map((st, i) => ({
+                index: i,
+                name: typeof st.name === "string" && st.name ? st.name : `step ${i}`,
+                keys: Object.keys(st).filter((k) => k !== "name"),
+              })),
+            }));
+            if (g.json) process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
+            else
+              for (const p of plan) {
+                process.stdout.write(`${p.stage}: ${p.steps.length ? "" : "(no steps)"}\n`);
+                for (const st of p.steps)
+                  process.stdout.write(`  ${st.index}. ${st.name} (${st.keys.join(", ")})\n`);
+              }
+            return 0;
           }
           const log = g.quiet
             ? () => {}

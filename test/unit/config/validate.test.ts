@@ -54,11 +54,11 @@ describe("schema errors", () => {
     const lines = r.errors.map((e) => e.message);
     assert.deepEqual(lines, [
       'invalid.yaml:4:18: users[0].lock_passwd: expected true or false, got "yes please"',
-      'invalid.yaml:6:11: install.device: expected a device: "auto", /dev/sdX, /dev/vdX, /dev/nvmeXnY or /dev/disk/by-{id,label,path,uuid,diskseq}/…, got "sda"',
+      'invalid.yaml:6:11: install.device: expected a device: "auto", /dev/sdX, /dev/vdX, /dev/nvmeXnY, /dev/disk/by-{id,label,path,uuid,diskseq}/… or script:///path (its output names the device), got "sda"',
       'invalid.yaml:9:13: install.partitions.oem.size: expected a size in MiB (a whole number, 0 = rest of the disk), got "big"',
       'invalid.yaml:14:24: stages.boot[0].files[0].permissions: expected an octal mode (e.g. 0644), got "rw-r--r--"',
       'invalid.yaml:15:11: stages.boot[0].files[1]: missing required key "path"',
-      'invalid.yaml:19:13: config_url: expected an http:// or https:// URL, got "ftp://example/config.yaml"',
+      'invalid.yaml:19:11: eject-cd: expected true or false, got "sometimes"',
     ]);
   });
   it("rejects a wrong type in a list item and points at the item", () => {
