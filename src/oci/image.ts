@@ -1,6 +1,7 @@
 import { createReadStream } from "node:fs";
 import { rm } from "node:fs/promises";
-import { pipeline, type Readable } from "node:stream";
+import { pipeline, type Readable, Transform, type TransformCallback, Writable } from "node:stream";
+import { pipeline as pipelineAsync } from "node:stream/promises";
 
 const noop = () => {};
 
@@ -20,6 +21,7 @@ import {
   MAX_CONFIG_BYTES,
   MAX_MANIFEST_BYTES,
   type Manifest,
+  MediaType,
   type Platform,
 } from "./types.js";
 import { READ_CHUNK, RUN_AHEAD } from "./util.js";
@@ -142,8 +144,60 @@ export function parseConfig(bytes: Buffer, layerCount: number, what: string): Im
   return c;
 }
 
-/** A layer whose blob is read through an opener and verified on the way. */
+/**
+ * Passes a compressed blob through unchanged while a copy is decompressed and hashed against
+ * the diff id, so that a blob that is copied (never unpacked) is checked for both digests.
+ * The stream ends only after the diff id matched; the decompression runs in zlib's thread pool
+ * (or a zstd child), beside the copy, on the same bytes: no second read.
+ */
+class DiffIdTap extends Transform {
+  private readonly input: AutoDecompress;
+  private readonly checked: Promise<void>;
+  constructor(diffId: string, what: string) {
+    super(RUN_AHEAD);
+    this.input = new AutoDecompress(RUN_AHEAD);
+    const discard = new Writable({ write: (_c, _e, cb) => cb() });
+    this.checked = pipelineAsync(this.input, new VerifyingStream({ digest: diffId }, what), discard);
+    // Reported at the end (_flush), after the blob's own digest was checked upstream.
+    this.checked.catch(() => {});
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const input = this.input;
+    if (input.destroyed || input.write(chunk)) {
+      cb(null, chunk);
+      return;
+    }
+    const go = () => {
+      input.off("drain", go);
+      input.off("close", go);
+      cb(null, chunk);
+    };
+    input.on("drain", go);
+    input.on("close", go);
+  }
+  override _flush(cb: TransformCallback): void {
+    this.input.end();
+    this.checked.then(() => cb(), cb);
+  }
+  override _destroy(err: Error | null, cb: (e: Error | null) => void): void {
+    this.input.destroy();
+    cb(err);
+  }
+}
+
+function isPlainTar(mediaType: string): boolean {
+  return mediaType === MediaType.OCI_LAYER || mediaType === MediaType.DOCKER_LAYER;
+}
+
+/**
+ * A layer whose blob is read through an opener and verified on the way: size and digest of
+ * the blob, and the diff id of its decompressed tar, whichever of the two streams is read.
+ * A stream fails at its end on a mismatch, so it is verified once it has been read to its
+ * last byte (the tar reader reads past the end-of-archive marker for this reason).
+ */
 export class BlobLayer implements Layer {
+  /** The diff id was computed in this process from the same bytes (a freshly built layer). */
+  protected readonly diffIdTrusted: boolean = false;
   constructor(
     readonly descriptor: Descriptor,
     readonly diffId: string,
@@ -160,14 +214,25 @@ export class BlobLayer implements Layer {
   get mediaType(): string {
     return this.descriptor.mediaType;
   }
-  async compressed(): Promise<Readable> {
+  /** The blob as stored, checked for size and digest. */
+  private async verifiedBlob(): Promise<Readable> {
     const raw = await this.open(this.descriptor);
     const v = new VerifyingStream(this.descriptor, `${this.what}: layer ${this.digest}`, RUN_AHEAD);
     // pipeline: an error anywhere reaches the consumer; a consumer that stops early frees the source.
     return pipeline(raw, v, noop);
   }
+  async compressed(): Promise<Readable> {
+    const blob = await this.verifiedBlob();
+    // An uncompressed blob whose diff id is its digest was just checked in full.
+    if (this.diffIdTrusted || (this.diffId === this.digest && isPlainTar(this.mediaType))) return blob;
+    return pipeline(
+      blob,
+      new DiffIdTap(this.diffId, `${this.what}: uncompressed layer ${this.digest} (diff id)`),
+      noop,
+    );
+  }
   async uncompressed(): Promise<Readable> {
-    const c = await this.compressed();
+    const c = await this.verifiedBlob();
     const d = new AutoDecompress(RUN_AHEAD);
     const v = new VerifyingStream(
       { digest: this.diffId },
@@ -182,6 +247,7 @@ export class BlobLayer implements Layer {
 
 /** A layer backed by a local file (a freshly built layer). */
 export class FileLayer extends BlobLayer {
+  protected override readonly diffIdTrusted = true;
   constructor(descriptor: Descriptor, diffId: string, path: string) {
     super(
       descriptor,

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { flattenToDirectory } from "../../oci/flatten.js";
+import { unpackToDirectory } from "../../oci/flatten.js";
 import {
   applyConfigEdit,
   BuiltImage,
@@ -290,7 +290,10 @@ export const registerImage: Register = (program) => {
         "apply an image's layers onto a directory (whiteouts applied, nothing written outside DIR)",
       )
       .argument("<ref>", "image reference")
-      .argument("<dir>", "target directory (created if missing)"),
+      .argument(
+        "<dir>",
+        "target directory: new or empty (staged beside it, renamed into place when verified)",
+      ),
   ).action(
     action(async (ref: string, dir: string, _o: unknown, cmd: Command) => {
       const o = globals(cmd) as ImageOptions;
@@ -299,7 +302,7 @@ export const registerImage: Register = (program) => {
       try {
         const layers = await img.layers();
         const tasks = new Map<number, ReturnType<Progress["task"]>>();
-        const stats = await flattenToDirectory(img, dir, {
+        const stats = await unpackToDirectory(img, dir, {
           onLayer: (e) => {
             if (e.phase === "start") {
               tasks.set(
