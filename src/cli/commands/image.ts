@@ -329,7 +329,7 @@ export const registerImage: Register = (program) => {
     image
       .command("from-rootfs")
       .description("make an image with one layer from a root filesystem directory (FROM scratch, ADD . /)")
-      .argument("<dir>", "root filesystem directory")
+      .argument("<dir>", "root filesystem directory (DIR or dir:DIR)")
       .argument(
         "<dest>",
         "destination reference (DIR = OCI layout, oci-archive:, docker-archive:, docker://)",
@@ -362,7 +362,13 @@ export const registerImage: Register = (program) => {
       const task = progress.task(`pack ${dir}`, undefined, "bytes");
       let base: Image;
       try {
-        base = await openRootfsDir(dir, { platform: opts.platform, signal, onBytes: (n) => task.update(n) });
+        // `dir:DIR` is the same source as for copy and build; a bare path is the directory itself.
+        const rootfs = dir.startsWith("dir:") ? dir.slice(4) : dir;
+        base = await openRootfsDir(rootfs, {
+          platform: opts.platform,
+          signal,
+          onBytes: (n) => task.update(n),
+        });
         const l = (await base.layers())[0]!;
         task.finish(`${formatBytes(l.size)} compressed`);
       } catch (e) {
