@@ -196,8 +196,13 @@ function isPlainTar(mediaType: string): boolean {
  * last byte (the tar reader reads past the end-of-archive marker for this reason).
  */
 export class BlobLayer implements Layer {
-  /** The diff id was computed in this process from the same bytes (a freshly built layer). */
-  protected readonly diffIdTrusted: boolean = false;
+  /**
+   * The diff id is known to match: computed in this process from the same bytes (a freshly
+   * built layer), or checked by a full read of a stream of this layer. The blob's own digest is
+   * checked on every read, so the same digest means the same tar: a copy after an unpack (as
+   * `init` does with its base) does not decompress the layer a second time.
+   */
+  protected diffIdTrusted = false;
   constructor(
     readonly descriptor: Descriptor,
     readonly diffId: string,
@@ -225,11 +230,11 @@ export class BlobLayer implements Layer {
     const blob = await this.verifiedBlob();
     // An uncompressed blob whose diff id is its digest was just checked in full.
     if (this.diffIdTrusted || (this.diffId === this.digest && isPlainTar(this.mediaType))) return blob;
-    return pipeline(
-      blob,
-      new DiffIdTap(this.diffId, `${this.what}: uncompressed layer ${this.digest} (diff id)`),
-      noop,
-    );
+    const tap = new DiffIdTap(this.diffId, `${this.what}: uncompressed layer ${this.digest} (diff id)`);
+    tap.once("end", () => {
+      this.diffIdTrusted = true;
+    });
+    return pipeline(blob, tap, noop);
   }
   async uncompressed(): Promise<Readable> {
     const c = await this.verifiedBlob();
@@ -241,13 +246,16 @@ export class BlobLayer implements Layer {
       // on the readable side: buffer ahead on the writable side only, chunk by chunk.
       { writableHighWaterMark: RUN_AHEAD.highWaterMark },
     );
+    v.once("end", () => {
+      this.diffIdTrusted = true;
+    });
     return pipeline(c, d, v, noop);
   }
 }
 
 /** A layer backed by a local file (a freshly built layer). */
 export class FileLayer extends BlobLayer {
-  protected override readonly diffIdTrusted = true;
+  protected override diffIdTrusted = true;
   constructor(descriptor: Descriptor, diffId: string, path: string) {
     super(
       descriptor,

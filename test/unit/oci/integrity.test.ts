@@ -5,7 +5,16 @@ import { describe, it } from "node:test";
 import { openImage } from "../../../src/oci/index.js";
 import { run } from "../../../src/sys/index.js";
 import { tempDir } from "../../helpers/tmp.js";
-import { dockerArchiveLie, expectFailure, goodLayout, LIES, type Lie, makeLayoutLie, SINKS } from "./lies.js";
+import {
+  dockerArchiveLie,
+  expectFailure,
+  goodLayout,
+  LIES,
+  type Lie,
+  makeLayoutLie,
+  mismatch,
+  SINKS,
+} from "./lies.js";
 
 describe("every blob is verified to its last byte, whatever the consumer reads", () => {
   it("the good images these lies start from are accepted by every sink", async (t) => {
@@ -44,6 +53,24 @@ describe("every blob is verified to its last byte, whatever the consumer reads",
     await writeFile(layout.blob, bytes);
     for (const sink of ["directory (flattenToDirectory)", "copy to oci:", "copy to docker-archive:"]) {
       await expectFailure(t, `oci:${dir}:t`, sink, layout.manifest.layers[0]!.digest);
+    }
+  });
+
+  it("a failed read does not vouch for a layer: a later copy of the same image still checks the diff id", async (t) => {
+    const dir = join(await tempDir(t), "layout");
+    const layout = await goodLayout(dir);
+    await makeLayoutLie(dir, "diff-id", layout);
+    const ref = `oci:${dir}:t`;
+    const img = await openImage(ref);
+    try {
+      const blob = layout.manifest.layers[0]!.digest;
+      await assert.rejects(
+        SINKS["tar stream (flattenToTar: squashfs, ISO, init)"]!(img, ""),
+        mismatch(ref, blob),
+      );
+      await assert.rejects(SINKS["copy to oci:"]!(img, await tempDir(t)), mismatch(ref, blob));
+    } finally {
+      await img.close();
     }
   });
 
