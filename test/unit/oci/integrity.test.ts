@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { unpackToDirectory } from "../../../src/oci/flatten.js";
 import { openImage } from "../../../src/oci/index.js";
 import { run } from "../../../src/sys/index.js";
 import { tempDir } from "../../helpers/tmp.js";
@@ -72,6 +73,21 @@ describe("every blob is verified to its last byte, whatever the consumer reads",
     } finally {
       await img.close();
     }
+  });
+
+  it("image unpack: an empty target is replaced, a non-empty one or a file is refused before reading", async (t) => {
+    const tmp = await tempDir(t);
+    const layout = join(tmp, "layout");
+    await goodLayout(layout);
+    const img = await openImage(`oci:${layout}:t`);
+    t.after(() => img.close());
+    await mkdir(join(tmp, "empty"));
+    await unpackToDirectory(img, join(tmp, "empty"));
+    assert.equal(await readFile(join(tmp, "empty/etc/good"), "utf8"), "good\n");
+    await assert.rejects(unpackToDirectory(img, join(tmp, "empty")), /exists and is not empty/);
+    await writeFile(join(tmp, "file"), "x");
+    await assert.rejects(unpackToDirectory(img, join(tmp, "file")), /exists and is not a directory/);
+    assert.deepEqual((await readdir(tmp)).sort(), ["empty", "file", "layout"]);
   });
 
   for (const lie of LIES) {
