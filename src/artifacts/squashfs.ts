@@ -1,7 +1,8 @@
+import { randomBytes } from "node:crypto";
 import { constants, createWriteStream } from "node:fs";
-import { mkdtemp, open, rm } from "node:fs/promises";
+import { mkdtemp, open, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { findTool, formatCommand, KairosError, requireTool, run, type Started, start } from "../sys/index.js";
 
@@ -64,7 +65,9 @@ export function tar2sqfsArgs(out: string, opts: SquashfsOptions = {}): string[] 
 /**
  * Pack a rootfs tar stream into a squashfs image at `out` with tar2sqfs: nothing is unpacked to
  * disk, and owners, modes, device nodes, hardlinks and xattrs come from the tar headers, so no
- * privileges are needed. On failure the partial `out` is left for the caller to remove.
+ * privileges are needed. tar2sqfs writes a hidden temporary name beside `out`, renamed to
+ * `out` only once the whole stream was read (and so every layer verified) and tar2sqfs exited
+ * 0; on failure it is removed, and `out` is not touched.
  */
 export async function squashfsFromTar(
   tar: Readable | AsyncIterable<Buffer>,
@@ -73,9 +76,10 @@ export async function squashfsFromTar(
 ): Promise<{ tarBytes: number }> {
   const dir = await mkdtemp(join(tmpdir(), "kairos-tar2sqfs-"));
   const fifo = join(dir, "rootfs.tar");
+  const partial = join(dirname(out), `.${basename(out)}.tmp-${randomBytes(4).toString("hex")}`);
   try {
     await run("mkfifo", ["-m", "600", fifo]);
-    const child = startOnFifo(fifo, tar2sqfsArgs(out, opts), opts.signal);
+    const child = startOnFifo(fifo, tar2sqfsArgs(partial, opts), opts.signal);
     const sink = createWriteStream(fifo, { highWaterMark: BATCH_BYTES });
     // If tar2sqfs dies before it opens the FIFO, our open would wait for a reader forever:
     // open it for reading once, so that the writer gets EPIPE instead.
@@ -102,8 +106,10 @@ export async function squashfsFromTar(
       throw err;
     }
     await child.done;
+    await rename(partial, out);
     return { tarBytes };
   } finally {
+    await rm(partial, { force: true });
     await rm(dir, { recursive: true, force: true });
   }
 }

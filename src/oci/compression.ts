@@ -62,6 +62,7 @@ export class AutoDecompress extends Transform {
   constructor(private readonly streamOptions?: TransformOptions) {
     super(streamOptions);
   }
+  private failed: Error | undefined;
   private head: Buffer[] = [];
   private headLen = 0;
   private choose(): Buffer {
@@ -76,7 +77,11 @@ export class AutoDecompress extends Transform {
     inner.on("data", (d: Buffer) => {
       if (!this.push(d)) inner.pause();
     });
-    inner.on("error", (e) => this.destroy(e));
+    // A decompression error is held back until the input has ended: a corrupt blob then fails
+    // with the digest mismatch its verifier (upstream) reports, which says what is wrong.
+    inner.on("error", (e) => {
+      this.failed ??= e;
+    });
     this.inner = inner;
     return head;
   }
@@ -99,10 +104,28 @@ export class AutoDecompress extends Transform {
       cb(null, data);
       return;
     }
-    if (this.inner!.write(data)) cb();
-    else this.inner!.once("drain", () => cb());
+    const inner = this.inner!;
+    if (this.failed || inner.destroyed) {
+      cb(); // the rest of the input is read (and verified upstream), not decompressed
+      return;
+    }
+    if (inner.write(data)) {
+      cb();
+      return;
+    }
+    const go = () => {
+      inner.off("drain", go);
+      inner.off("close", go);
+      cb();
+    };
+    inner.on("drain", go);
+    inner.on("close", go);
   }
   override _flush(cb: TransformCallback): void {
+    if (this.failed) {
+      cb(this.failed);
+      return;
+    }
     if (this.inner === undefined) {
       const data = this.choose();
       if (this.inner === null) {

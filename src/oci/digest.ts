@@ -76,7 +76,7 @@ export class VerifyingStream extends Transform {
     if (this.expected.size !== undefined && this.count > this.expected.size) {
       cb(
         new DigestMismatchError(
-          `${this.what}: more than the expected ${this.expected.size} bytes`,
+          `${this.what}: more than the expected ${this.expected.size} bytes (expected digest ${this.expected.digest})`,
           "the source is corrupt or does not match its manifest",
         ),
       );
@@ -89,7 +89,7 @@ export class VerifyingStream extends Transform {
     if (this.expected.size !== undefined && this.count !== this.expected.size) {
       cb(
         new DigestMismatchError(
-          `${this.what}: ends after ${this.count} of ${this.expected.size} bytes`,
+          `${this.what}: ends after ${this.count} of ${this.expected.size} bytes (digest of those ${this.algorithm}:${this.hash.digest("hex")}, expected ${this.expected.digest})`,
           "the source is truncated or does not match its manifest",
         ),
       );

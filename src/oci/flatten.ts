@@ -1,3 +1,6 @@
+import { randomBytes } from "node:crypto";
+import { lstat, readdir, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import { KairosError } from "../sys/errors.js";
 import { DirectoryWriter, type DirectoryWriterOptions } from "../tar/extract.js";
 import { ancestorsOf, baseOf, joinPath, parentOf } from "../tar/path.js";
@@ -250,4 +253,51 @@ export async function flattenToDirectory(
   }
   await writer.finish();
   return { entries, bytes: writer.bytesWritten, skippedDevices: writer.skippedDevices };
+}
+
+/** The hidden sibling an unpack is staged in: `.NAME.kairos-unpack-XXXXXXXX` next to `NAME`. */
+export function unpackStagingName(dir: string): string {
+  const target = resolve(dir);
+  return join(dirname(target), `.${basename(target)}.kairos-unpack-${randomBytes(4).toString("hex")}`);
+}
+
+/**
+ * `kairos image unpack`: flatten into a hidden sibling of `dir` and rename it into place only
+ * after every layer was read to its last byte and verified, so a failure (a digest mismatch,
+ * a refused entry, a full disk) leaves no tree that looks complete: the sibling is removed and
+ * `dir` does not appear. `dir` must not exist or be an empty directory (which is replaced).
+ */
+export async function unpackToDirectory(
+  image: LayeredSource,
+  dir: string,
+  opts: FlattenOptions & DirectoryWriterOptions = {},
+): Promise<UnpackStats> {
+  const target = resolve(dir);
+  const st = await lstat(target).catch(() => undefined);
+  if (st) {
+    if (!st.isDirectory())
+      throw new KairosError(`${dir} exists and is not a directory`, "give a new directory");
+    if ((await readdir(target)).length) {
+      throw new KairosError(
+        `${dir} exists and is not empty`,
+        "unpack into a new or empty directory: the tree is moved into place only after every layer is verified",
+      );
+    }
+    if ((await stat(dirname(target))).dev !== st.dev) {
+      throw new KairosError(
+        `${dir} is a mount point: an unpack cannot be renamed onto it`,
+        "unpack into a new directory inside it",
+      );
+    }
+  }
+  const staging = unpackStagingName(target);
+  try {
+    const stats = await flattenToDirectory(image, staging, opts);
+    // rename(2) replaces an empty directory; a directory that filled up meanwhile fails (ENOTEMPTY).
+    await rename(staging, target);
+    return stats;
+  } catch (e) {
+    await rm(staging, { recursive: true, force: true });
+    throw e;
+  }
 }

@@ -1,6 +1,7 @@
 import { createReadStream } from "node:fs";
 import { rm } from "node:fs/promises";
-import { pipeline, type Readable } from "node:stream";
+import { pipeline, type Readable, Transform, type TransformCallback, Writable } from "node:stream";
+import { pipeline as pipelineAsync } from "node:stream/promises";
 
 const noop = () => {};
 
@@ -20,6 +21,7 @@ import {
   MAX_CONFIG_BYTES,
   MAX_MANIFEST_BYTES,
   type Manifest,
+  MediaType,
   type Platform,
 } from "./types.js";
 import { CountingStream, READ_CHUNK, RUN_AHEAD } from "./util.js";
@@ -142,8 +144,65 @@ export function parseConfig(bytes: Buffer, layerCount: number, what: string): Im
   return c;
 }
 
-/** A layer whose blob is read through an opener and verified on the way. */
+/**
+ * Passes a compressed blob through unchanged while a copy is decompressed and hashed against
+ * the diff id, so that a blob that is copied (never unpacked) is checked for both digests.
+ * The stream ends only after the diff id matched; the decompression runs in zlib's thread pool
+ * (or a zstd child), beside the copy, on the same bytes: no second read.
+ */
+class DiffIdTap extends Transform {
+  private readonly input: AutoDecompress;
+  private readonly checked: Promise<void>;
+  constructor(diffId: string, what: string) {
+    super(RUN_AHEAD);
+    this.input = new AutoDecompress(RUN_AHEAD);
+    const discard = new Writable({ write: (_c, _e, cb) => cb() });
+    this.checked = pipelineAsync(this.input, new VerifyingStream({ digest: diffId }, what), discard);
+    // Reported at the end (_flush), after the blob's own digest was checked upstream.
+    this.checked.catch(() => {});
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const input = this.input;
+    if (input.destroyed || input.write(chunk)) {
+      cb(null, chunk);
+      return;
+    }
+    const go = () => {
+      input.off("drain", go);
+      input.off("close", go);
+      cb(null, chunk);
+    };
+    input.on("drain", go);
+    input.on("close", go);
+  }
+  override _flush(cb: TransformCallback): void {
+    this.input.end();
+    this.checked.then(() => cb(), cb);
+  }
+  override _destroy(err: Error | null, cb: (e: Error | null) => void): void {
+    this.input.destroy();
+    cb(err);
+  }
+}
+
+function isPlainTar(mediaType: string): boolean {
+  return mediaType === MediaType.OCI_LAYER || mediaType === MediaType.DOCKER_LAYER;
+}
+
+/**
+ * A layer whose blob is read through an opener and verified on the way: size and digest of
+ * the blob, and the diff id of its decompressed tar, whichever of the two streams is read.
+ * A stream fails at its end on a mismatch, so it is verified once it has been read to its
+ * last byte (the tar reader reads past the end-of-archive marker for this reason).
+ */
 export class BlobLayer implements Layer {
+  /**
+   * The diff id is known to match: computed in this process from the same bytes (a freshly
+   * built layer), or checked by a full read of a stream of this layer. The blob's own digest is
+   * checked on every read, so the same digest means the same tar: a copy after an unpack (as
+   * `init` does with its base) does not decompress the layer a second time.
+   */
+  protected diffIdTrusted = false;
   constructor(
     readonly descriptor: Descriptor,
     readonly diffId: string,
@@ -160,14 +219,25 @@ export class BlobLayer implements Layer {
   get mediaType(): string {
     return this.descriptor.mediaType;
   }
-  async compressed(): Promise<Readable> {
+  /** The blob as stored, checked for size and digest. */
+  private async verifiedBlob(): Promise<Readable> {
     const raw = await this.open(this.descriptor);
     const v = new VerifyingStream(this.descriptor, `${this.what}: layer ${this.digest}`, RUN_AHEAD);
     // pipeline: an error anywhere reaches the consumer; a consumer that stops early frees the source.
     return pipeline(raw, v, noop);
   }
+  async compressed(): Promise<Readable> {
+    const blob = await this.verifiedBlob();
+    // An uncompressed blob whose diff id is its digest was just checked in full.
+    if (this.diffIdTrusted || (this.diffId === this.digest && isPlainTar(this.mediaType))) return blob;
+    const tap = new DiffIdTap(this.diffId, `${this.what}: uncompressed layer ${this.digest} (diff id)`);
+    tap.once("end", () => {
+      this.diffIdTrusted = true;
+    });
+    return pipeline(blob, tap, noop);
+  }
   async uncompressed(onCompressedBytes?: (n: number) => void): Promise<Readable> {
-    const blob = await this.compressed();
+    const blob = await this.verifiedBlob();
     const c = onCompressedBytes
       ? pipeline(blob, new CountingStream(onCompressedBytes, RUN_AHEAD), noop)
       : blob;
@@ -179,12 +249,16 @@ export class BlobLayer implements Layer {
       // on the readable side: buffer ahead on the writable side only, chunk by chunk.
       { writableHighWaterMark: RUN_AHEAD.highWaterMark },
     );
+    v.once("end", () => {
+      this.diffIdTrusted = true;
+    });
     return pipeline(c, d, v, noop);
   }
 }
 
 /** A layer backed by a local file (a freshly built layer). */
 export class FileLayer extends BlobLayer {
+  protected override diffIdTrusted = true;
   constructor(descriptor: Descriptor, diffId: string, path: string) {
     super(
       descriptor,

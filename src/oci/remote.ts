@@ -360,7 +360,10 @@ export class Registry {
         try {
           const res = await self.blobResponse(repo, desc.digest, offset, what);
           let skip = offset > 0 && res.status === 200 ? offset : 0;
+          const declared = Number(res.headers["content-length"] ?? Number.NaN);
+          let received = 0;
           for await (const c of res.body as AsyncIterable<Buffer>) {
+            received += c.length;
             let chunk = c;
             if (skip > 0) {
               const n = Math.min(skip, chunk.length);
@@ -371,7 +374,9 @@ export class Registry {
             offset += chunk.length;
             yield chunk;
           }
-          if (offset >= desc.size) return;
+          // A complete response that is shorter than the descriptor is a short blob, not a
+          // dropped connection: end here and let the verifier report the size mismatch.
+          if (offset >= desc.size || received === declared) return;
           throw new NetworkError(
             `${self.host}/v2/${repo}/blobs/${desc.digest}`,
             "EARLYEOF",

@@ -34,6 +34,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   openssl: "openssl",
   setfattr: "attr",
   getfattr: "attr",
+  setcap: "libcap2-bin",
+  getcap: "libcap2-bin",
   mknod: "coreutils",
   dracut: "dracut-core",
   dnsmasq: "dnsmasq-base",

@@ -88,6 +88,18 @@ export class ByteSource {
     return n - left;
   }
 
+  /** Read and discard everything up to the end of the source; returns how many bytes that was. */
+  async drain(): Promise<number> {
+    let n = this.buf.length;
+    this.position += this.buf.length;
+    this.buf = Buffer.alloc(0);
+    for (let chunk = await this.next(); chunk; chunk = await this.next()) {
+      n += chunk.length;
+      this.position += chunk.length;
+    }
+    return n;
+  }
+
   /** Let the source clean up (e.g. close a file) when we stop early. */
   async close(): Promise<void> {
     await this.it.return?.();

@@ -1,8 +1,9 @@
 import { createReadStream } from "node:fs";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
-import { join } from "node:path";
-import { run } from "../sys/run.js";
-import { findTool } from "../sys/tools.js";
+import { join, resolve } from "node:path";
+import { ToolFailedError } from "../sys/errors.js";
+import { start } from "../sys/run.js";
+import { requireTool } from "../sys/tools.js";
 import type { EntryType, TarHeader } from "./types.js";
 import type { WriteEntry } from "./writer.js";
 
@@ -27,26 +28,12 @@ function unescapeGetfattr(s: string): string {
   return Buffer.from(bytes).toString("utf8");
 }
 
-/** All extended attributes under `dir`, by absolute path, values byte-exact. */
-export async function readXattrs(dir: string): Promise<Map<string, Map<string, Buffer>>> {
+/**
+ * Parse `getfattr -d -e hex` output: `# file: PATH` then `name=0xHEX` lines. Values are
+ * byte-exact (hex); the text forms getfattr uses without -e hex are understood too.
+ */
+export function parseGetfattr(stdout: string): Map<string, Map<string, Buffer>> {
   const out = new Map<string, Map<string, Buffer>>();
-  if (!findTool("getfattr")) return out;
-  const { stdout } = await run("getfattr", [
-    "-R",
-    "-P",
-    "-d",
-    "-m",
-    "-",
-    "-e",
-    "hex",
-    "--absolute-names",
-    dir,
-  ]).catch((err: unknown) => {
-    // getfattr exits 1 when some file has no readable attributes; its output is still complete.
-    const e = err as { stderrTail?: string };
-    if (e.stderrTail !== undefined) return { stdout: "" };
-    throw err;
-  });
   let current: Map<string, Buffer> | undefined;
   for (const line of stdout.split("\n")) {
     if (line.startsWith("# file: ")) {
@@ -66,6 +53,39 @@ export async function readXattrs(dir: string): Promise<Map<string, Map<string, B
   return out;
 }
 
+/**
+ * All extended attributes under `dir`, by absolute path, values byte-exact: one `getfattr` run
+ * over the tree. `-h` reads a symlink's own attributes (without it getfattr follows the link
+ * and fails on a dangling one), `-P` never walks through a symlink to a directory. getfattr
+ * exits 1 when some entry could not be read (it vanished, or is unreadable): what it printed for
+ * the others is complete, and is kept. Only a getfattr that cannot run (missing: the Debian
+ * package `attr`) or dies is an error, never a silent loss of every attribute.
+ */
+export async function readXattrs(dir: string): Promise<Map<string, Map<string, Buffer>>> {
+  const abs = resolve(dir);
+  const p = start(requireTool("getfattr"), [
+    "-R",
+    "-h",
+    "-P",
+    "-d",
+    "-m",
+    "-",
+    "-e",
+    "hex",
+    "--absolute-names",
+    abs,
+  ]);
+  const out: Buffer[] = [];
+  p.stdout.on("data", (c: Buffer) => out.push(c));
+  p.stdin.end();
+  try {
+    await p.done;
+  } catch (err) {
+    if (!(err instanceof ToolFailedError) || err.exitCode !== 1) throw err;
+  }
+  return parseGetfattr(Buffer.concat(out).toString("utf8"));
+}
+
 function deviceNumbers(rdev: number): { devmajor: number; devminor: number } {
   return { devmajor: (rdev >>> 8) & 0xfff, devminor: (rdev & 0xff) | ((rdev >>> 12) & 0xfff00) };
 }
@@ -77,6 +97,8 @@ function deviceNumbers(rdev: number): { devmajor: number; devminor: number } {
  */
 export async function* packDirectory(dir: string, opts: PackOptions = {}): AsyncGenerator<WriteEntry> {
   const xattrs = opts.xattrs === false ? new Map() : await readXattrs(dir);
+  // readXattrs keys by the absolute path getfattr printed.
+  const root = resolve(dir);
   const inodes = new Map<string, string>();
   const clamp = (t: number) => (opts.sourceDateEpoch !== undefined ? Math.min(t, opts.sourceDateEpoch) : t);
 
@@ -104,7 +126,7 @@ export async function* packDirectory(dir: string, opts: PackOptions = {}): Async
         gid: st.gid,
         size: 0,
         mtime: clamp(Math.floor(st.mtimeMs / 1000)),
-        xattrs: xattrs.get(full),
+        xattrs: xattrs.get(join(root, path)),
       };
       if (type === "symlink") header.linkname = await readlink(full);
       if (type === "chardev" || type === "blockdev") Object.assign(header, deviceNumbers(st.rdev));

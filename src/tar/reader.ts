@@ -22,6 +22,8 @@ function padding(size: number): number {
  * Read a tar stream entry by entry. ustar, pax (with byte-exact SCHILY.xattr values and
  * LIBARCHIVE.xattr base64 values), GNU long names/links and base-256 numbers are understood.
  * Each entry's body must be consumed before asking for the next one, or it is skipped.
+ * The source is read to its end, past the end-of-archive marker, before the last `next()`
+ * settles, so a source that fails at its end (a digest mismatch) fails the read.
  * Throws TarFormatError for a corrupt header or an archive that ends early, and
  * UnsafePathError for absolute or ".." names.
  */
@@ -51,7 +53,13 @@ export async function* readTar(
         }
         if (block.length < BLOCK)
           throw new TarFormatError(`tar archive${where} ends inside a header at byte ${headerOffset}`);
-        if (isZeroBlock(block)) return;
+        if (isZeroBlock(block)) {
+          // The end-of-archive marker. The rest of the source (the second zero block, record
+          // padding, or whatever else a producer put there) is read too: a verifying source
+          // (an image layer) can only compare its digest once its last byte went through.
+          await src.drain();
+          return;
+        }
         raw = decodeHeader(block, headerOffset);
         const t = raw.typeflag;
         if (t === "x" || t === "g" || t === "L" || t === "K") {

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { readXattrs } from "../../src/tar/index.js";
 
 /** What a cross-check compares of one filesystem object. */
@@ -48,7 +48,7 @@ export async function snapshotTree(dir: string, opts: { mtimes?: boolean } = {})
         mode: (st.mode & 0o7777).toString(8),
         owner: `${st.uid}:${st.gid}`,
       };
-      const x = xattrs.get(abs);
+      const x = xattrs.get(resolve(abs));
       if (x?.size)
         n.xattrs = [...x]
           .map(([k, v]) => `${k}=${v.toString("hex")}`)

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { flattenToDirectory } from "../../oci/flatten.js";
+import { unpackToDirectory } from "../../oci/flatten.js";
 import {
   applyConfigEdit,
   BuiltImage,
@@ -290,7 +290,10 @@ export const registerImage: Register = (program) => {
         "apply an image's layers onto a directory (whiteouts applied, nothing written outside DIR)",
       )
       .argument("<ref>", "image reference")
-      .argument("<dir>", "target directory (created if missing)"),
+      .argument(
+        "<dir>",
+        "target directory: new or empty (staged beside it, renamed into place when verified)",
+      ),
   ).action(
     action(async (ref: string, dir: string, _o: unknown, cmd: Command) => {
       const o = globals(cmd) as ImageOptions;
@@ -301,7 +304,7 @@ export const registerImage: Register = (program) => {
         // One bar per layer, against the blob's size from the manifest: the compressed bytes
         // read are counted, so the bar moves while the layer's files are written.
         const tasks = new Map<number, { task: Task; done: number }>();
-        const stats = await flattenToDirectory(img, dir, {
+        const stats = await unpackToDirectory(img, dir, {
           onLayer: (e) => {
             if (e.phase === "start") {
               const name = `layer ${e.layer + 1}/${layers.length} ${e.digest.slice(0, 19)}`;
@@ -337,7 +340,7 @@ export const registerImage: Register = (program) => {
     image
       .command("from-rootfs")
       .description("make an image with one layer from a root filesystem directory (FROM scratch, ADD . /)")
-      .argument("<dir>", "root filesystem directory")
+      .argument("<dir>", "root filesystem directory (DIR or dir:DIR)")
       .argument(
         "<dest>",
         "destination reference (DIR = OCI layout, oci-archive:, docker-archive:, docker://)",
@@ -370,7 +373,13 @@ export const registerImage: Register = (program) => {
       const task = progress.task(`pack ${dir}`, undefined, "bytes");
       let base: Image;
       try {
-        base = await openRootfsDir(dir, { platform: opts.platform, signal, onBytes: (n) => task.update(n) });
+        // `dir:DIR` is the same source as for copy and build; a bare path is the directory itself.
+        const rootfs = dir.startsWith("dir:") ? dir.slice(4) : dir;
+        base = await openRootfsDir(rootfs, {
+          platform: opts.platform,
+          signal,
+          onBytes: (n) => task.update(n),
+        });
         const l = (await base.layers())[0]!;
         task.finish(`${formatBytes(l.size)} compressed`);
       } catch (e) {
