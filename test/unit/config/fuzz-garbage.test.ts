@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { verdictFor } from "../../../src/cli/commands/config.js";
 import { collectConfig, YAML_LIMITS } from "../../../src/config/index.js";
-import { fixture } from "./helpers.js";
+import { FIXTURES, fixture } from "./helpers.js";
 
 /**
  * The garbage the issue was filed with: mutations of real configs (deleted and doubled
@@ -26,9 +26,14 @@ function rng(seed: number): () => number {
   };
 }
 
-const SEEDS = ["reference.yaml", "stages.yaml", "cloudinit.yaml", "invalid.yaml", "legacy-header.yaml"].map(
-  fixture,
-);
+/** The fixtures and the corpus of Kairos-shaped configs (docs reference, e2e asset, templates…). */
+const SEEDS = [
+  ...["reference.yaml", "stages.yaml", "cloudinit.yaml", "invalid.yaml", "legacy-header.yaml"].map(fixture),
+  ...readdirSync(join(FIXTURES, "corpus"))
+    .filter((f) => f.endsWith(".yaml"))
+    .sort()
+    .map((f) => readFileSync(join(FIXTURES, "corpus", f), "utf8")),
+];
 
 /** Engine text that must never reach a user, whatever the input. */
 const RAW_JS =
@@ -75,7 +80,28 @@ const MUTATIONS: Mutation[] = [
     const p = at(s, r);
     return (
       s.slice(0, p) +
-      pick([": ", "- ", "[", "]", "{", "}", '"', "'", "&a ", "*a", "|", "---\n", "? "], r) +
+      pick(
+        [
+          ": ",
+          "- ",
+          "[",
+          "]",
+          "{",
+          "}",
+          '"',
+          "'",
+          "&a ",
+          "*a",
+          "|",
+          "---\n",
+          "? ",
+          "{{",
+          "}}",
+          "{{ nope }}",
+          "(?=",
+        ],
+        r,
+      ) +
       s.slice(p)
     );
   },
