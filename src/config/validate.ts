@@ -1,8 +1,8 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { ConfigError, type ConfigNote, formatKeyPath, type KeyPath } from "./errors.js";
 import { locate, type ParsedConfig } from "./parse.js";
-import { CLOUD_CONFIG_SCHEMA } from "./schema.js";
 import { compilePattern, PatternError } from "./pattern.js";
+import { CLOUD_CONFIG_SCHEMA } from "./schema.js";
 import { parseTemplate, TemplateError } from "./template.js";
 
 type Schema = Record<string, unknown>;
@@ -84,6 +84,28 @@ export interface ValidationResult {
 
 /** Check a parsed config against the schema: typed errors with positions, unknown-key warnings. */
 export function validateConfig(cfg: ParsedConfig): ValidationResult {
+  try {
+    return validateUnguarded(cfg);
+  } catch (err) {
+    // A bug of ours must not take the agent down at boot, nor show engine text: the file is
+    // refused with a plain message (KAIROS_DEBUG=1 shows what happened).
+    if (process.env.KAIROS_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    return {
+      errors: [
+        new ConfigError(
+          cfg.file,
+          1,
+          1,
+          "",
+          "this config could not be validated (an internal error of kairos-ts; please report it)",
+        ),
+      ],
+      warnings: [],
+    };
+  }
+}
+
+function validateUnguarded(cfg: ParsedConfig): ValidationResult {
   const validate = validator();
   const errors: ConfigError[] = [];
   if (!validate(cfg.value)) errors.push(...mapAjvErrors(cfg, validate.errors ?? []));
