@@ -3,6 +3,7 @@ export * from "./errors.js";
 export * from "./limits.js";
 export * from "./merge.js";
 export * from "./parse.js";
+export * from "./pattern.js";
 export * from "./rootpath.js";
 export * from "./schema.js";
 export * from "./sources.js";

@@ -194,16 +194,21 @@ export const TEMPLATE_FUNCTIONS: readonly string[] = Object.keys(FUNCS).sort();
 
 const REFUSED = new Set(["range", "with", "define", "template", "block", "break", "continue"]);
 
-/** Split `text` into text and actions; every `{{` must have its `}}`. */
+/** Action delimiters: `{{ }}`, or AuroraBoot's `[[ ]]` for the cloud-config it is given. */
+export type Delims = readonly [open: string, close: string];
+const GO_DELIMS: Delims = ["{{", "}}"];
+
+/** Split `text` into text and actions; every opening delimiter must have its closing one. */
 function lex(
   text: string,
+  [openD, closeD]: Delims = GO_DELIMS,
 ): ({ kind: "text"; value: string } | { kind: "action"; body: string; offset: number })[] {
   if (text.length > MAX_TEMPLATE) throw new TemplateError("template longer than 1 MiB", 0);
   const out: ({ kind: "text"; value: string } | { kind: "action"; body: string; offset: number })[] = [];
   let i = 0;
   let trimNext = false;
   while (i < text.length) {
-    const open = text.indexOf("{{", i);
+    const open = text.indexOf(openD, i);
     let chunk = open < 0 ? text.slice(i) : text.slice(i, open);
     if (trimNext) chunk = chunk.trimStart();
     trimNext = false;
@@ -211,7 +216,7 @@ function lex(
       if (chunk) out.push({ kind: "text", value: chunk });
       break;
     }
-    let start = open + 2;
+    let start = open + openD.length;
     if (text[start] === "-" && /\s/.test(text[start + 1] ?? "")) {
       chunk = chunk.trimEnd();
       start++;
@@ -226,16 +231,16 @@ function lex(
         if (c === "\\" && quote === '"') j++;
         else if (c === quote) quote = "";
       } else if (c === '"' || c === "`") quote = c;
-      else if (c === "}" && text[j + 1] === "}") break;
+      else if (text.startsWith(closeD, j)) break;
     }
-    if (j >= text.length) throw new TemplateError('unclosed action: "{{" without "}}"', open);
+    if (j >= text.length) throw new TemplateError(`unclosed action: "${openD}" without "${closeD}"`, open);
     let end = j;
     if (text[end - 1] === "-" && /\s/.test(text[end - 2] ?? "")) {
       trimNext = true;
       end--;
     }
     out.push({ kind: "action", body: text.slice(start, end), offset: start });
-    i = j + 2;
+    i = j + closeD.length;
   }
   return out;
 }
@@ -325,11 +330,11 @@ function parsePipeline(body: string, base: number): Pipeline {
 }
 
 /** Parse a template; syntax errors and unknown functions throw TemplateError with an offset. */
-export function parseTemplate(text: string): TNode[] {
+export function parseTemplate(text: string, delims: Delims = GO_DELIMS): TNode[] {
   const root: TNode[] = [];
   const stack: { node: Extract<TNode, { kind: "if" }>; body: TNode[]; offset: number }[] = [];
   const target = () => stack[stack.length - 1]?.body ?? root;
-  for (const tok of lex(text)) {
+  for (const tok of lex(text, delims)) {
     if (tok.kind === "text") {
       target().push(tok);
       continue;
@@ -453,10 +458,10 @@ function execute(nodes: TNode[], data: TemplateData, out: string[], size: { n: n
 }
 
 /** Render `text` with `data` (its keys are the top-level `.Names`). */
-export function renderTemplate(text: string, data: TemplateData): string {
-  if (!text.includes("{{")) return text;
+export function renderTemplate(text: string, data: TemplateData, delims: Delims = GO_DELIMS): string {
+  if (!text.includes(delims[0])) return text;
   const out: string[] = [];
-  execute(parseTemplate(text), data, out, { n: 0 });
+  execute(parseTemplate(text, delims), data, out, { n: 0 });
   return out.join("");
 }
 

@@ -1,6 +1,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { ConfigError, type ConfigNote, formatKeyPath, type KeyPath } from "./errors.js";
 import { locate, type ParsedConfig } from "./parse.js";
+import { compilePattern, PatternError } from "./pattern.js";
 import { CLOUD_CONFIG_SCHEMA } from "./schema.js";
 import { parseTemplate, TemplateError } from "./template.js";
 
@@ -83,10 +84,32 @@ export interface ValidationResult {
 
 /** Check a parsed config against the schema: typed errors with positions, unknown-key warnings. */
 export function validateConfig(cfg: ParsedConfig): ValidationResult {
+  try {
+    return validateUnguarded(cfg);
+  } catch (err) {
+    // A bug of ours must not take the agent down at boot, nor show engine text: the file is
+    // refused with a plain message (KAIROS_DEBUG=1 shows what happened).
+    if (process.env.KAIROS_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    return {
+      errors: [
+        new ConfigError(
+          cfg.file,
+          1,
+          1,
+          "",
+          "this config could not be validated (an internal error of kairos-ts; please report it)",
+        ),
+      ],
+      warnings: [],
+    };
+  }
+}
+
+function validateUnguarded(cfg: ParsedConfig): ValidationResult {
   const validate = validator();
   const errors: ConfigError[] = [];
   if (!validate(cfg.value)) errors.push(...mapAjvErrors(cfg, validate.errors ?? []));
-  else errors.push(...crossChecks(cfg), ...templateChecks(cfg));
+  else errors.push(...crossChecks(cfg), ...templateChecks(cfg), ...patternChecks(cfg));
   dropNullCollections(cfg.value);
   const warnings: ConfigNote[] = [];
   const url = cfg.value.config_url;
@@ -207,6 +230,40 @@ function templatedValues(v: Record<string, unknown>): [KeyPath, string][] {
     });
   }
   return out.filter(([, text]) => text.includes("{{"));
+}
+
+/** only_os, only_os_version and only_arch must be patterns the linear-time matcher takes. */
+function patternChecks(cfg: ParsedConfig): ConfigError[] {
+  const out: ConfigError[] = [];
+  const stages = isObj(cfg.value.stages) ? cfg.value.stages : {};
+  for (const [name, steps] of Object.entries(stages)) {
+    if (!Array.isArray(steps)) continue;
+    steps.forEach((step, i) => {
+      if (!isObj(step)) return;
+      for (const key of ["only_os", "only_os_version", "only_arch"]) {
+        const v = step[key];
+        if (typeof v !== "string" || v === "") continue;
+        try {
+          compilePattern(v);
+        } catch (err) {
+          if (!(err instanceof PatternError)) throw err;
+          const path: KeyPath = ["stages", name, i, key];
+          const { line, col } = locate(cfg, path);
+          out.push(
+            new ConfigError(
+              cfg.file,
+              line,
+              col,
+              path,
+              `not a supported regular expression: ${err.message} (at character ${err.offset + 1})`,
+              "use literals, ., [classes], |, ( ), * + ? and {n,m}; see docs/cloud-config.md",
+            ),
+          );
+        }
+      }
+    });
+  }
+  return out;
 }
 
 /** A template that does not parse, or calls a function we do not have, is an error at its value. */

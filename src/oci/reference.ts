@@ -186,3 +186,84 @@ export function platformMatches(have: Platform | undefined, want: Platform): boo
   const norm = (v: string | undefined) => (have.architecture === "arm64" && !v ? "v8" : v);
   return norm(have.variant) === norm(want.variant);
 }
+
+/** What `resolveSourceReference` may look at on the machine (I/O is the caller's). */
+export interface SourceProbe {
+  /** True if `path` is an existing directory. */
+  isDirectory(path: string): boolean;
+  /** True if a local Docker daemon can be reached (its socket exists). */
+  dockerDaemon?(): boolean;
+}
+
+/** An image source as written by a Kairos user, in our (skopeo) transport spelling. */
+export interface ResolvedSource {
+  /** The reference for parseReference: docker://…, oci:DIR[:TAG], docker-archive:…, … */
+  ref: string;
+  /** How the value was read, for a log line ("oci:quay.io/x:1 is a registry image"). */
+  reading: string;
+}
+
+const PATH_LIKE = /^(\/|\.\.?(\/|$)|~)/;
+
+/**
+ * Read an image source the way Kairos users write it (AuroraBoot's `container_image`,
+ * `kairos-agent upgrade --source`), keeping skopeo's spellings working:
+ *
+ * - `docker://REF`, `docker:REF`, `oci://REF` and a bare `REF` are registry images. With
+ *   `preferDaemon` (AuroraBoot, whose users mount the Docker socket) `docker://REF` and
+ *   `docker:REF` read the local Docker daemon when one is reachable.
+ * - `oci:X[:TAG]` is the one spelling both mean something by: skopeo's local OCI layout, or
+ *   Kairos' registry image. It is a **local layout when X is an existing directory or looks
+ *   like a path** (starts with `/`, `./`, `../` or `~`), and a registry image otherwise.
+ * - `dir:PATH` is a root filesystem directory; `ocifile:PATH` and `file:PATH` an image
+ *   tarball (`docker save` format, our docker-archive:).
+ * - `oci-archive:`, `docker-archive:`, `docker-daemon:` pass through.
+ */
+export function resolveSourceReference(
+  value: string,
+  probe: SourceProbe,
+  opts: { preferDaemon?: boolean } = {},
+): ResolvedSource {
+  const v = value.trim();
+  if (!v) throw new KairosError("empty image reference", "for example oci:quay.io/kairos/ubuntu:24.04");
+  const registry = (ref: string, why: string): ResolvedSource => {
+    parseDockerReference(ref); // refuses a malformed name now, with the reason
+    return { ref: `docker://${ref}`, reading: `${v} is the registry image ${ref}${why}` };
+  };
+  const scheme = /^([a-z][a-z0-9-]*):(\/\/)?/.exec(v);
+  const name = scheme?.[1];
+  const rest = scheme ? v.slice(scheme[0].length) : v;
+  switch (name) {
+    case "oci-archive":
+    case "docker-archive":
+    case "docker-daemon":
+      return { ref: v, reading: `${v} (${name})` };
+    case "dir":
+      if (!rest) throw new KairosError(`invalid image reference '${v}': no path`, "use dir:/path/to/rootfs");
+      return { ref: `dir:${rest}`, reading: `${v} is the root filesystem directory ${rest}` };
+    case "file":
+    case "ocifile":
+      if (!rest)
+        throw new KairosError(`invalid image reference '${v}': no path`, `use ${name}:/path/to/image.tar`);
+      return { ref: `docker-archive:${rest}`, reading: `${v} is the image tarball ${rest}` };
+    case "docker":
+      if (opts.preferDaemon && probe.dockerDaemon?.()) {
+        return { ref: `docker-daemon:${rest}`, reading: `${v} is ${rest} in the local Docker daemon` };
+      }
+      return registry(rest, "");
+    case "oci": {
+      if (scheme?.[2]) return registry(rest, "");
+      const [path, tag] = splitPath(rest);
+      if (probe.isDirectory(path) || PATH_LIKE.test(path)) {
+        return {
+          ref: `oci:${rest}`,
+          reading: `${v} is the local OCI layout ${path}${tag ? ` (tag ${tag})` : ""}`,
+        };
+      }
+      return registry(rest, ` (no directory ${path} here, so not a local layout)`);
+    }
+    default:
+      // No scheme, or a registry host with a port (localhost:5000/x), which is not one.
+      return registry(v, "");
+  }
+}

@@ -196,3 +196,40 @@ test("a base image without a kernel is refused by the contract check, pointing t
   assert.match(r.stderr, /kairos doctor/);
   assert.equal(existsSync(out), false, "nothing written");
 });
+
+test("AuroraBoot config file, disable_iso, [[ .key ]] values and the iso name keys", async (t) => {
+  const dir = await tempDir(t);
+  const layout = await fixtureLayout(dir);
+  const state = join(dir, "state");
+  const cfg = join(dir, "auroraboot.yaml");
+  writeFileSync(
+    cfg,
+    [
+      `container_image: oci:${layout}:latest`,
+      `state_dir: ${state}`,
+      "disable_http_server: true",
+      "disable_iso: true",
+      "iso:",
+      "  name: edge",
+      "cloud_config: |",
+      "  #cloud-config",
+      "  hostname: [[ .node_name ]]",
+      "",
+    ].join("\n"),
+  );
+  const r = kairos(["auroraboot", cfg, "--set", "node_name=edge-7"]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(readdirSync(state), ["netboot"], "no ISO with disable_iso");
+  assert.deepEqual(readdirSync(join(state, "netboot")).sort(), [
+    "config.yaml",
+    "edge-cmdline",
+    "edge-initrd",
+    "edge-kernel",
+    "edge.squashfs",
+  ]);
+  assert.equal(
+    readFileSync(join(state, "netboot", "config.yaml"), "utf8"),
+    "#cloud-config\nhostname: edge-7\n",
+  );
+  assert.match(r.stderr, /is the local OCI layout/);
+});

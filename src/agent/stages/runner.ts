@@ -5,7 +5,9 @@ import {
   type CollectOptions,
   ConfigErrors,
   collectConfig,
+  compilePattern,
   formatNote,
+  type SafePattern,
   SYSTEM_STAGES,
 } from "../../config/index.js";
 import { KairosError, ToolFailedError } from "../../sys/index.js";
@@ -127,11 +129,12 @@ function serviceManager(root: string): string {
   return "none";
 }
 
-function regex(what: string, re: string): RegExp {
+/** A step's only_* pattern, matched in linear time (never compiled by the JavaScript engine). */
+function regex(what: string, re: string): SafePattern {
   try {
-    return new RegExp(re);
-  } catch {
-    throw new Error(`${what}: invalid regular expression ${JSON.stringify(re)}`);
+    return compilePattern(re);
+  } catch (err) {
+    throw new Error(`${what}: invalid regular expression ${JSON.stringify(re)}: ${(err as Error).message}`);
   }
 }
 

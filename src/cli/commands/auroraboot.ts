@@ -1,100 +1,160 @@
-import { link, mkdir, rm, writeFile } from "node:fs/promises";
+import { statSync } from "node:fs";
+import { link, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import {
-  auroraBootImageRef,
   buildIso,
+  buildNetbootFiles,
   checkCloudConfig,
   checkIsoName,
   liveCmdline,
-  loadCloudConfig,
   type MediaCloudConfig,
   netbootCmdline,
 } from "../../artifacts/index.js";
+import { fetchConfigText, MAX_CONFIG_BYTES, renderTemplate, TemplateError } from "../../config/index.js";
 import { parseListen, serveDirectory, serveUntilStopped } from "../../netboot/index.js";
+import { resolveSourceReference } from "../../oci/index.js";
 import { KairosError } from "../../sys/index.js";
 import { action, globals, output, progressFor, type Register } from "../common.js";
+import {
+  type AuroraBootSettings,
+  flattenConfigFile,
+  keysHelp,
+  RELEASE_KEYS,
+  resolveAuroraBootSettings,
+  splitSets,
+  templateValues,
+} from "./auroraboot-keys.js";
 import { abortOnSignals, resolveRootfs } from "./build.js";
 
-/** The AuroraBoot keys we understand, with their defaults (AuroraBoot's own where it has one). */
-export const AURORABOOT_KEYS: Readonly<Record<string, string | undefined>> = {
-  container_image: undefined,
-  state_dir: "/tmp/auroraboot",
-  disable_http_server: "false",
-  disable_netboot: "false",
-  cloud_config: undefined,
-  "iso.name": "kairos",
-  "iso.overlay_iso": undefined,
-  "iso.overlay_rootfs": undefined,
-  listen_addr: ":8080",
-  "netboot.cmdline": undefined,
-};
-
-export interface AuroraBootSettings {
+/** The settings the build uses, read from the key table's values. */
+export interface AuroraBootPlan {
   containerImage?: string;
   stateDir: string;
   disableHttpServer: boolean;
   disableNetboot: boolean;
+  disableIso: boolean;
   cloudConfig?: string;
   isoName: string;
   overlayIso?: string;
   overlayRootfs?: string;
   listenAddr: string;
   netbootCmdline?: string;
+  liveCmdline?: string;
+  insecure: boolean;
 }
 
-function parseBool(key: string, value: string): boolean {
-  const v = value.trim().toLowerCase();
-  if (["true", "1", "yes", "on"].includes(v)) return true;
-  if (["false", "0", "no", "off", ""].includes(v)) return false;
-  throw new KairosError(`--set ${key}=${value}: not a boolean`, `use ${key}=true or ${key}=false`);
-}
-
-/** Parse `--set key=value` pairs; an unknown key is an error that lists the known ones. */
-export function parseAuroraBootSets(sets: readonly string[]): AuroraBootSettings {
-  const values = new Map<string, string>();
-  for (const s of sets) {
-    const eq = s.indexOf("=");
-    if (eq <= 0) {
-      throw new KairosError(
-        `--set '${s}' is not key=value`,
-        "for example --set container_image=docker://my-image",
-      );
-    }
-    const key = s.slice(0, eq).trim();
-    if (!(key in AURORABOOT_KEYS)) {
-      throw new KairosError(
-        `unknown AuroraBoot key '${key}'`,
-        `known keys: ${Object.keys(AURORABOOT_KEYS).join(", ")}`,
-      );
-    }
-    values.set(key, s.slice(eq + 1));
-  }
-  const get = (k: string) => values.get(k) ?? AURORABOOT_KEYS[k];
-  const nonEmpty = (k: string) => {
-    const v = values.get(k);
-    if (v !== undefined && v.trim() === "")
-      throw new KairosError(`--set ${k}= is empty`, `give ${k} a value or leave it out`);
-    return v;
-  };
+/** Turn checked settings into the build plan (names, cmdline, flags). */
+export function planFrom(s: AuroraBootSettings, now = new Date()): AuroraBootPlan {
+  const v = (k: string) => s.values.get(k);
+  const bool = (k: string) => v(k) === "true";
+  const date = now.toISOString().slice(0, 10).replace(/-/g, "");
+  const override = v("iso.override_name");
+  const name = override ?? `${v("iso.name")}${bool("iso.include_date") ? `-${date}` : ""}`;
+  const live = [
+    v("iso.extend-live-cmdline"),
+    v("iso.live_console") ? `console=${v("iso.live_console")}` : undefined,
+  ]
+    .filter((x): x is string => !!x && x.trim() !== "")
+    .join(" ");
   return {
-    containerImage: nonEmpty("container_image"),
-    stateDir: nonEmpty("state_dir") ?? AURORABOOT_KEYS.state_dir!,
-    disableHttpServer: parseBool("disable_http_server", get("disable_http_server")!),
-    disableNetboot: parseBool("disable_netboot", get("disable_netboot")!),
-    cloudConfig: nonEmpty("cloud_config"),
-    isoName: checkIsoName(nonEmpty("iso.name") ?? AURORABOOT_KEYS["iso.name"]!),
-    overlayIso: nonEmpty("iso.overlay_iso"),
-    overlayRootfs: nonEmpty("iso.overlay_rootfs"),
-    listenAddr: nonEmpty("listen_addr") ?? AURORABOOT_KEYS.listen_addr!,
-    netbootCmdline: values.get("netboot.cmdline"),
+    containerImage: v("container_image"),
+    stateDir: v("state_dir")!,
+    disableHttpServer: bool("disable_http_server"),
+    disableNetboot: bool("disable_netboot"),
+    disableIso: bool("disable_iso"),
+    cloudConfig: v("cloud_config"),
+    isoName: checkIsoName(name),
+    overlayIso: v("iso.overlay_iso"),
+    overlayRootfs: v("iso.overlay_rootfs"),
+    listenAddr: v("listen_addr")!,
+    netbootCmdline: v("netboot.cmdline"),
+    ...(live ? { liveCmdline: live } : {}),
+    insecure: bool("allow-insecure-registries"),
   };
 }
 
-/** `cloud_config` holds either the config itself (starts with a header) or a file path. */
-async function cloudConfigFrom(value: string): Promise<MediaCloudConfig> {
-  if (/^\s*#(cloud|kairos|node)-config/.test(value)) return checkCloudConfig(value, "cloud_config");
-  return loadCloudConfig(value);
+const HEADER = /^\s*#(cloud|kairos|node)-config/;
+
+/** Read `cloud_config`: inline text, `-` (stdin), an http(s) URL or a file. */
+async function cloudConfigText(
+  value: string,
+  stdin: () => Promise<string>,
+): Promise<{ text: string; label: string }> {
+  if (HEADER.test(value)) return { text: value, label: "cloud_config" };
+  if (value === "-") return { text: await stdin(), label: "(stdin)" };
+  if (/^https?:\/\//i.test(value)) {
+    try {
+      return { text: await fetchConfigText(value), label: value };
+    } catch (err) {
+      throw new KairosError(
+        `cloud_config ${value}: could not fetch: ${(err as Error).message}`,
+        "check the URL",
+      );
+    }
+  }
+  try {
+    return { text: await readFile(value, "utf8"), label: value };
+  } catch (err) {
+    throw new KairosError(
+      `cloud_config ${value}: cannot read: ${(err as Error).message}`,
+      "give a file, an http(s) URL, - or the config itself",
+    );
+  }
+}
+
+/**
+ * The cloud-config as AuroraBoot takes it: empty is an error, `[[ .key ]]` is rendered with the
+ * --set values (Go-template syntax with AuroraBoot's delimiters), then it is validated.
+ */
+export async function auroraBootCloudConfig(
+  value: string,
+  settings: AuroraBootSettings,
+  stdin: () => Promise<string> = readStdin,
+): Promise<MediaCloudConfig> {
+  const { text, label } = await cloudConfigText(value, stdin);
+  if (text.trim() === "") {
+    throw new KairosError(
+      `cloud config set but contents are empty (${label})`,
+      "give a cloud-config that starts with #cloud-config",
+    );
+  }
+  let rendered: string;
+  try {
+    rendered = renderTemplate(text, templateValues(settings), ["[[", "]]"]);
+  } catch (err) {
+    if (!(err instanceof TemplateError)) throw err;
+    const before = text.slice(0, err.offset);
+    throw new KairosError(
+      `${label}:${before.split("\n").length}:${err.offset - before.lastIndexOf("\n")}: [[ ]] template: ${err.message}`,
+      "[[ .KEY ]] takes the value of --set KEY=VALUE",
+    );
+  }
+  return checkCloudConfig(rendered, label);
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of process.stdin) {
+    size += (c as Buffer).length;
+    if (size > MAX_CONFIG_BYTES)
+      throw new KairosError(`cloud config on stdin is larger than ${MAX_CONFIG_BYTES} bytes`);
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Read the optional positional AuroraBoot config file (a path or an http(s) URL). */
+async function configFilePairs(source: string | undefined): Promise<[string, string][]> {
+  if (!source) return [];
+  let text: string;
+  try {
+    text = /^https?:\/\//i.test(source) ? await fetchConfigText(source) : await readFile(source, "utf8");
+  } catch (err) {
+    throw new KairosError(`AuroraBoot config ${source}: cannot read: ${(err as Error).message}`);
+  }
+  return flattenConfigFile(text, source);
 }
 
 interface AuroraBootCliOptions {
@@ -102,6 +162,7 @@ interface AuroraBootCliOptions {
   cloudConfig?: string;
   rootfsTar?: string;
   insecure?: boolean;
+  debug?: boolean;
 }
 
 /**
@@ -116,99 +177,163 @@ export const registerAuroraBoot: Register = (program) => {
     .description(
       "AuroraBoot-compatible: build the ISO (and netboot files) from container_image and serve them over HTTP",
     )
+    .argument("[config]", "AuroraBoot YAML config file or http(s) URL (keys as for --set; --set wins)")
     .option(
       "--set <key=value>",
-      `AuroraBoot setting (repeatable); keys: ${Object.keys(AURORABOOT_KEYS).join(", ")}`,
+      "AuroraBoot setting (repeatable); the keys are listed below",
       (v: string, prev: string[]) => [...prev, v],
       [] as string[],
     )
-    .option("--cloud-config <file>", "cloud-config to validate and embed (same as --set cloud_config=FILE)")
+    .option("--cloud-config <file>", "cloud-config (a file, URL or -), same as --set cloud_config=…")
     .option("--rootfs-tar <file>", "use a flattened rootfs tarball instead of container_image")
-    .option("--insecure", "allow plain-HTTP registries")
+    .option("--insecure", "allow plain-HTTP registries (same as --set allow-insecure-registries=true)")
+    .option("--debug", "debug output: errors also print their stack")
+    .addHelpText("after", `\n${keysHelp()}`)
     .action(
-      action(async (o: AuroraBootCliOptions, cmd: Command) => {
+      action(async (configFile: string | undefined, o: AuroraBootCliOptions, cmd: Command) => {
+        if (o.debug) process.env.KAIROS_DEBUG = "1";
         const g = globals(cmd);
         const progress = progressFor(g);
-        const s = parseAuroraBootSets(o.set);
-        parseListen(s.listenAddr);
-        if (o.cloudConfig && s.cloudConfig) {
-          throw new KairosError("both --cloud-config and --set cloud_config were given", "pass only one");
+        const pairs = [...(await configFilePairs(configFile)), ...splitSets(o.set)];
+        if (o.cloudConfig) {
+          if (o.set.some((x) => x.startsWith("cloud_config="))) {
+            throw new KairosError("both --cloud-config and --set cloud_config were given", "pass only one");
+          }
+          pairs.push(["cloud_config", o.cloudConfig]);
         }
+        const settings = resolveAuroraBootSettings(pairs);
+        for (const n of settings.notes) progress.info(`note: ${n}`);
+        const s = planFrom(settings);
+        parseListen(s.listenAddr);
         if (!s.containerImage && !o.rootfsTar) {
+          const release = RELEASE_KEYS.filter((k) => settings.values.has(k));
+          if (release.length) {
+            throw new KairosError(
+              `release artifacts (${release.join(", ")}) are not downloaded by kairos-ts`,
+              "set container_image to the release's container image instead (e.g. quay.io/kairos/ubuntu:24.04-core-amd64-generic-v3.4.2)",
+            );
+          }
           throw new KairosError(
             "no container_image set",
-            "pass --set container_image=REF (docker://NAME is the local Docker daemon, a bare REF a registry)",
+            "pass --set container_image=REF (a registry image; docker://REF uses the local Docker daemon when there is one)",
           );
         }
-        const cloudConfig = o.cloudConfig
-          ? await loadCloudConfig(o.cloudConfig)
-          : s.cloudConfig
-            ? await cloudConfigFrom(s.cloudConfig)
-            : undefined;
+        if (s.disableIso && s.disableNetboot) {
+          throw new KairosError(
+            "disable_iso and disable_netboot are both set: nothing to build",
+            "drop one of them",
+          );
+        }
+        const cloudConfig = s.cloudConfig ? await auroraBootCloudConfig(s.cloudConfig, settings) : undefined;
+        for (const k of settings.free.keys()) {
+          if (!cloudConfig?.text.includes(k) && !s.cloudConfig?.includes(k)) {
+            progress.info(
+              `note: --set ${k}: not an AuroraBoot key and not used as [[ .${k} ]] in the cloud-config`,
+            );
+          }
+        }
         const stateDir = resolve(s.stateDir);
         const isoDir = join(stateDir, "iso");
+        const nbDir = join(stateDir, "netboot");
         const stop = abortOnSignals(progress);
-        const imageRef = s.containerImage ? auroraBootImageRef(s.containerImage) : undefined;
-        if (imageRef) progress.info(`Pulling container image '${s.containerImage}' (${imageRef})`);
+        const resolved = s.containerImage
+          ? resolveSourceReference(
+              s.containerImage,
+              {
+                isDirectory: (p) => {
+                  try {
+                    return statSync(p).isDirectory();
+                  } catch {
+                    return false;
+                  }
+                },
+                dockerDaemon: () => dockerSocketExists(),
+              },
+              { preferDaemon: true },
+            )
+          : undefined;
+        if (resolved) progress.info(`Pulling container image '${s.containerImage}': ${resolved.reading}`);
         const src = await resolveRootfs(
-          imageRef,
-          { rootfsTar: o.rootfsTar, insecure: o.insecure },
+          resolved?.ref,
+          { rootfsTar: o.rootfsTar, insecure: o.insecure || s.insecure },
           stop.signal,
         );
+        const port = parseListen(s.listenAddr).port;
+        const squashfsUrlBase = `http://{{ server }}:${port}/netboot`;
         let netboot: Record<string, string> | undefined;
         try {
-          progress.info(`Generating iso '${s.isoName}' in ${isoDir}`);
-          const r = await buildIso({
-            rootfs: src.rootfs,
-            outDir: isoDir,
-            name: s.isoName,
-            cloudConfig,
-            overlayIso: s.overlayIso,
-            overlayRootfs: s.overlayRootfs,
-            progress,
-            signal: stop.signal,
-            // The netboot files are the ISO's own kernel, initrd and squashfs: hardlink them
-            // out of the work directory before it is removed (same filesystem).
-            keepLive: s.disableNetboot
-              ? undefined
-              : async (live) => {
-                  const nb = join(stateDir, "netboot");
-                  await mkdir(nb, { recursive: true });
-                  const files = {
-                    kernel: join(nb, `${s.isoName}-kernel`),
-                    initrd: join(nb, `${s.isoName}-initrd`),
-                    squashfs: join(nb, `${s.isoName}.squashfs`),
-                    cmdline: join(nb, `${s.isoName}-cmdline`),
-                  };
-                  for (const [from, to] of [
-                    [live.kernel, files.kernel],
-                    [live.initrd, files.initrd],
-                    [live.squashfs, files.squashfs],
-                  ] as const) {
-                    await rm(to, { force: true });
-                    await link(from, to);
-                  }
-                  const port = parseListen(s.listenAddr).port;
-                  const cmdline = netbootCmdline(
-                    `http://{{ server }}:${port}/netboot/${s.isoName}.squashfs`,
-                    s.netbootCmdline ?? "",
-                  );
-                  await writeFile(files.cmdline, `${cmdline}\n`);
-                  netboot = files;
-                },
-          });
-          // AuroraBoot leaves the config beside the ISO too.
-          await writeFile(join(isoDir, "config.yaml"), cloudConfig?.text ?? "");
-          output(g, { ...r, netboot, liveCmdline: liveCmdline() }, () =>
-            [
-              `iso:      ${r.iso} (${(r.size / 1048576).toFixed(0)} MiB)`,
-              `sha256:   ${r.sha256}`,
-              `config:   ${join(isoDir, "config.yaml")}`,
-              ...(netboot
-                ? [`netboot:  ${join(stateDir, "netboot")}/ (kernel, initrd, squashfs, cmdline)`]
-                : []),
-            ].join("\n"),
-          );
+          if (s.disableIso) {
+            progress.info(`Generating netboot files '${s.isoName}' in ${nbDir}`);
+            const nb = await buildNetbootFiles({
+              rootfs: src.rootfs,
+              outDir: nbDir,
+              name: s.isoName,
+              baseUrl: squashfsUrlBase,
+              extraCmdline: s.netbootCmdline,
+              overlayRootfs: s.overlayRootfs,
+              progress,
+              signal: stop.signal,
+            });
+            netboot = {
+              kernel: nb.kernel,
+              initrd: nb.initrd,
+              squashfs: nb.squashfs,
+              cmdline: nb.cmdlineFile,
+            };
+            // The (rendered, validated) config beside the files, as the ISO path leaves it.
+            await writeFile(join(nbDir, "config.yaml"), cloudConfig?.text ?? "");
+            output(g, { netboot }, () => `netboot:  ${nbDir}/ (kernel, initrd, squashfs, cmdline)`);
+          } else {
+            progress.info(`Generating iso '${s.isoName}' in ${isoDir}`);
+            const r = await buildIso({
+              rootfs: src.rootfs,
+              outDir: isoDir,
+              name: s.isoName,
+              cloudConfig,
+              overlayIso: s.overlayIso,
+              overlayRootfs: s.overlayRootfs,
+              ...(s.liveCmdline ? { grub: { extraCmdline: s.liveCmdline } } : {}),
+              progress,
+              signal: stop.signal,
+              // The netboot files are the ISO's own kernel, initrd and squashfs: hardlink them
+              // out of the work directory before it is removed (same filesystem).
+              keepLive: s.disableNetboot
+                ? undefined
+                : async (live) => {
+                    await mkdir(nbDir, { recursive: true });
+                    const files = {
+                      kernel: join(nbDir, `${s.isoName}-kernel`),
+                      initrd: join(nbDir, `${s.isoName}-initrd`),
+                      squashfs: join(nbDir, `${s.isoName}.squashfs`),
+                      cmdline: join(nbDir, `${s.isoName}-cmdline`),
+                    };
+                    for (const [from, to] of [
+                      [live.kernel, files.kernel],
+                      [live.initrd, files.initrd],
+                      [live.squashfs, files.squashfs],
+                    ] as const) {
+                      await rm(to, { force: true });
+                      await link(from, to);
+                    }
+                    const cmdline = netbootCmdline(
+                      `${squashfsUrlBase}/${s.isoName}.squashfs`,
+                      s.netbootCmdline ?? "",
+                    );
+                    await writeFile(files.cmdline, `${cmdline}\n`);
+                    netboot = files;
+                  },
+            });
+            // AuroraBoot leaves the config beside the ISO too.
+            await writeFile(join(isoDir, "config.yaml"), cloudConfig?.text ?? "");
+            output(g, { ...r, netboot, liveCmdline: liveCmdline() }, () =>
+              [
+                `iso:      ${r.iso} (${(r.size / 1048576).toFixed(0)} MiB)`,
+                `sha256:   ${r.sha256}`,
+                `config:   ${join(isoDir, "config.yaml")}`,
+                ...(netboot ? [`netboot:  ${nbDir}/ (kernel, initrd, squashfs, cmdline)`] : []),
+              ].join("\n"),
+            );
+          }
         } finally {
           stop.dispose();
           await src.close();
@@ -233,3 +358,15 @@ export const registerAuroraBoot: Register = (program) => {
       }),
     );
 };
+
+/** A local Docker daemon is reachable: its unix socket ($DOCKER_HOST or the default) exists. */
+function dockerSocketExists(): boolean {
+  const host = process.env.DOCKER_HOST;
+  const path = host?.startsWith("unix://") ? host.slice(7) : host ? undefined : "/var/run/docker.sock";
+  if (!path) return false;
+  try {
+    return statSync(path).isSocket();
+  } catch {
+    return false;
+  }
+}

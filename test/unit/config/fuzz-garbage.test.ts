@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { verdictFor } from "../../../src/cli/commands/config.js";
 import { collectConfig, YAML_LIMITS } from "../../../src/config/index.js";
-import { fixture } from "./helpers.js";
+import { FIXTURES, fixture } from "./helpers.js";
 
 /**
  * The garbage the issue was filed with: mutations of real configs (deleted and doubled
@@ -26,9 +27,14 @@ function rng(seed: number): () => number {
   };
 }
 
-const SEEDS = ["reference.yaml", "stages.yaml", "cloudinit.yaml", "invalid.yaml", "legacy-header.yaml"].map(
-  fixture,
-);
+/** The fixtures and the corpus of Kairos-shaped configs (docs reference, e2e asset, templates…). */
+const SEEDS = [
+  ...["reference.yaml", "stages.yaml", "cloudinit.yaml", "invalid.yaml", "legacy-header.yaml"].map(fixture),
+  ...readdirSync(join(FIXTURES, "corpus"))
+    .filter((f) => f.endsWith(".yaml"))
+    .sort()
+    .map((f) => readFileSync(join(FIXTURES, "corpus", f), "utf8")),
+];
 
 /** Engine text that must never reach a user, whatever the input. */
 const RAW_JS =
@@ -75,7 +81,28 @@ const MUTATIONS: Mutation[] = [
     const p = at(s, r);
     return (
       s.slice(0, p) +
-      pick([": ", "- ", "[", "]", "{", "}", '"', "'", "&a ", "*a", "|", "---\n", "? "], r) +
+      pick(
+        [
+          ": ",
+          "- ",
+          "[",
+          "]",
+          "{",
+          "}",
+          '"',
+          "'",
+          "&a ",
+          "*a",
+          "|",
+          "---\n",
+          "? ",
+          "{{",
+          "}}",
+          "{{ nope }}",
+          "(?=",
+        ],
+        r,
+      ) +
       s.slice(p)
     );
   },
@@ -162,6 +189,37 @@ describe("fuzz: garbage configs never crash the validator", () => {
     }
     assert.ok(refused >= hostileCount, "every hostile shape was refused");
     assert.ok(Date.now() - t0 < 20_000, `took ${Date.now() - t0} ms`);
+  });
+
+  it("`kairos validate` with ten garbage files in one process exits 1 with a line per refusal, never aborts", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kairos-fuzzcli-"));
+    try {
+      const r = rng(134);
+      const files = Array.from({ length: 10 }, (_, i) => {
+        const f = join(dir, `f${i}.yaml`);
+        writeFileSync(f, i < 7 ? hostile(r, i) : mutated(r));
+        return f;
+      });
+      const out = await new Promise<{ code: number | null; signal: string | null; stderr: string }>(
+        (resolve) => {
+          const child = spawn(join(import.meta.dirname, "../../../bin/kairos"), ["validate", ...files], {
+            stdio: ["ignore", "ignore", "pipe"],
+          });
+          let stderr = "";
+          child.stderr.on("data", (c: Buffer) => {
+            stderr += c.toString();
+          });
+          child.on("exit", (code, signal) => resolve({ code, signal, stderr }));
+        },
+      );
+      assert.equal(out.signal, null, out.stderr);
+      assert.equal(out.code, 1, out.stderr);
+      assert.doesNotMatch(out.stderr, RAW_JS);
+      for (let i = 0; i < 7; i++)
+        assert.match(out.stderr, new RegExp(`error: ${files[i]}:\\d+:\\d+: `), `f${i}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   describe("the agent's collector", () => {

@@ -85,7 +85,7 @@ function checkError(e: ConfigError, text: string, file: string): void {
 
 describe("fuzz: mutated configs never crash and every error points at a line", () => {
   const seeds = ["reference.yaml", "stages.yaml", "cloudinit.yaml", "invalid.yaml"];
-  const ITER = 1000;
+  const ITER = 500;
   for (const name of seeds) {
     it(`${ITER} mutations of ${name}`, () => {
       const base = fixture(name);

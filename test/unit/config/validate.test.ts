@@ -135,3 +135,21 @@ describe("unknown keys", () => {
     assert.deepEqual(suggest("zzzzzz", ["install", "users"]), []);
   });
 });
+
+describe("validator crash safety", () => {
+  it("an internal failure refuses the file with a plain message, never engine text", () => {
+    const cfg = parse("#cloud-config\nhostname: x\n");
+    Object.defineProperty(cfg.value, "install", {
+      enumerable: true,
+      get() {
+        throw new TypeError("Cannot read properties of undefined (reading 'boom')");
+      },
+    });
+    const r = validateConfig(cfg);
+    assert.equal(r.errors.length, 1);
+    assert.equal(
+      r.errors[0]!.message,
+      "test.yaml:1:1: this config could not be validated (an internal error of kairos-ts; please report it)",
+    );
+  });
+});
