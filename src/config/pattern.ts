@@ -169,7 +169,10 @@ function parse(src: string, fold: boolean): Node {
       let hi = lo;
       if (src[i] === "-" && src[i + 1] !== "]" && i + 1 < src.length) {
         i++;
-        hi = src[i] === "\\" ? escapeChar(src[(i += 1)] ?? "", i) : src.charCodeAt(i);
+        if (src[i] === "\\") {
+          i++;
+          hi = escapeChar(src[i] ?? "", i);
+        } else hi = src.charCodeAt(i);
         i++;
         if (hi < lo) throw new PatternError("invalid class range", at);
       }
