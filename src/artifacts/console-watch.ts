@@ -90,9 +90,10 @@ export class ConsoleWatch {
     return undefined;
   }
 
-  /** The last `lines` non-empty console lines, for error messages. */
+  /** The last `lines` non-empty console lines, for error messages (terminal escapes removed). */
   tail(lines = 8): string[] {
     return this.text
+      .replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]/g, "")
       .split("\n")
       .map((l) => l.trimEnd())
       .filter((l) => l.length > 0)

@@ -56,5 +56,7 @@ describe("ConsoleWatch", () => {
     const w = new ConsoleWatch(RULES, 0);
     w.feed(Array.from({ length: 30 }, (_, i) => `line ${i}`).join("\r\n"), 10);
     assert.deepEqual(w.tail(3), ["line 27", "line 28", "line 29"]);
+    w.feed("\r\n\x1b[K[  \x1b[0;31m*\x1b[0m] Job cos-setup-boot.service", 20);
+    assert.deepEqual(w.tail(1), ["[  *] Job cos-setup-boot.service"]);
   });
 });
