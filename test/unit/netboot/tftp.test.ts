@@ -240,7 +240,10 @@ describe("TFTP server", () => {
   it("3000 malformed packets to the server and to a transfer socket: it keeps serving", async () => {
     const s = await udp();
     let x = 99;
-    const r = () => (x = (x * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+    const r = () => {
+      x = (x * 1103515245 + 12345) & 0x7fffffff;
+      return x / 0x7fffffff;
+    };
     const good = encodeRequest({
       filename: "small.bin",
       mode: "octet",
