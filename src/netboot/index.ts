@@ -7,3 +7,4 @@ export * from "./safe-path.js";
 export * from "./server.js";
 export * from "./tftp.js";
 export * from "./tftp-packet.js";
+export * from "./udp.js";

@@ -4,8 +4,8 @@
  * HTTP boot) → boot.ipxe (HTTP) → kernel + initrd (HTTP) → the initramfs fetches the squashfs
  * (HTTP) and the agent the config_url.
  */
-import { access } from "node:fs/promises";
-import { networkInterfaces } from "node:os";
+import { access, copyFile, mkdtemp, rm } from "node:fs/promises";
+import { networkInterfaces, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { KairosError } from "../sys/index.js";
 import { ipToInt } from "./dhcp-packet.js";
@@ -156,6 +156,10 @@ export async function startNetbootServer(o: NetbootServerOptions): Promise<Runni
     for (const c of closers.reverse()) await c().catch(() => {});
   };
   try {
+    // TFTP serves only the iPXE binaries, copied (Debian's ipxe.efi is a symlink to /boot).
+    const bootDir = await mkdtemp(join(tmpdir(), "kairos-netboot-tftp-"));
+    closers.push(() => rm(bootDir, { recursive: true, force: true }));
+    for (const fw of firmwares) await copyFile(join(ipxeDir, IPXE_FILES[fw]), join(bootDir, IPXE_FILES[fw]));
     const http0 = o.httpPort ?? DEFAULT_NETBOOT_HTTP_PORT;
     const extra = new Map<string, { file: string } | { text: string }>();
     const http = await serveDirectory({
@@ -180,10 +184,10 @@ export async function startNetbootServer(o: NetbootServerOptions): Promise<Runni
       }),
     });
     if (o.files.config) extra.set("/config.yaml", { file: o.files.config });
-    for (const fw of firmwares) extra.set(`/ipxe/${IPXE_FILES[fw]}`, { file: join(ipxeDir, IPXE_FILES[fw]) });
+    for (const fw of firmwares) extra.set(`/ipxe/${IPXE_FILES[fw]}`, { file: join(bootDir, IPXE_FILES[fw]) });
 
     const tftp = await startTftpServer({
-      root: ipxeDir,
+      root: bootDir,
       address,
       port: o.tftpPort ?? 69,
       maxTransfers: o.maxTransfers,
