@@ -14,7 +14,8 @@ import {
 import { parseListen, serveDirectory, serveUntilStopped } from "../../netboot/http.js";
 import { KairosError } from "../../sys/index.js";
 import { action, globals, output, progressFor, type Register } from "../common.js";
-import { abortOnSignals, resolveRootfs } from "./build.js";
+import { abortOnSignals, parseIntOption, resolveRootfs } from "./build.js";
+import { startNetboot, waitForStop } from "./netboot.js";
 
 /** The AuroraBoot keys we understand, with their defaults (AuroraBoot's own where it has one). */
 export const AURORABOOT_KEYS: Readonly<Record<string, string | undefined>> = {
@@ -28,6 +29,8 @@ export const AURORABOOT_KEYS: Readonly<Record<string, string | undefined>> = {
   "iso.overlay_rootfs": undefined,
   listen_addr: ":8080",
   "netboot.cmdline": undefined,
+  netboot_http_port: "8090",
+  netboot_listen_addr: undefined,
 };
 
 export interface AuroraBootSettings {
@@ -41,6 +44,8 @@ export interface AuroraBootSettings {
   overlayRootfs?: string;
   listenAddr: string;
   netbootCmdline?: string;
+  netbootHttpPort: number;
+  netbootListenAddr?: string;
 }
 
 function parseBool(key: string, value: string): boolean {
@@ -88,6 +93,8 @@ export function parseAuroraBootSets(sets: readonly string[]): AuroraBootSettings
     overlayRootfs: nonEmpty("iso.overlay_rootfs"),
     listenAddr: nonEmpty("listen_addr") ?? AURORABOOT_KEYS.listen_addr!,
     netbootCmdline: values.get("netboot.cmdline"),
+    netbootHttpPort: parseIntOption("netboot_http_port", get("netboot_http_port"), 0, 65535)!,
+    netbootListenAddr: nonEmpty("netboot_listen_addr"),
   };
 }
 
@@ -213,22 +220,41 @@ export const registerAuroraBoot: Register = (program) => {
           stop.dispose();
           await src.close();
         }
-        if (!s.disableNetboot) {
-          progress.info(
-            "note: the PXE responder is not started by this command yet; serve netboot/ with `kairos netboot` (see docs/media.md)",
-          );
-        }
-        if (!s.disableHttpServer) {
-          const server = await serveDirectory({
-            root: stateDir,
-            listen: s.listenAddr,
-            onRequest: (line) => progress.info(`http: ${line}`),
-          });
-          progress.info(
-            `Serving ${stateDir} on ${server.url} (listening on ${server.address}); Ctrl-C to stop`,
-          );
-          const why = await serveUntilStopped(server);
-          progress.info(`http server stopped (${why})`);
+        // The PXE server (AuroraBoot's pixiecore) and the state-dir server run until Ctrl-C.
+        const nb =
+          netboot && !s.disableNetboot
+            ? await startNetboot(
+                {
+                  files: {
+                    kernel: netboot.kernel!,
+                    initrd: netboot.initrd!,
+                    squashfs: netboot.squashfs!,
+                    config: cloudConfig ? join(isoDir, "config.yaml") : undefined,
+                  },
+                  cmdline: s.netbootCmdline,
+                  address: s.netbootListenAddr,
+                  httpPort: s.netbootHttpPort,
+                },
+                progress,
+              )
+            : undefined;
+        try {
+          if (!s.disableHttpServer) {
+            const server = await serveDirectory({
+              root: stateDir,
+              listen: s.listenAddr,
+              onRequest: (line) => progress.info(`http: ${line}`),
+            });
+            progress.info(
+              `Serving ${stateDir} on ${server.url} (listening on ${server.address}); Ctrl-C to stop`,
+            );
+            const why = await serveUntilStopped(server);
+            progress.info(`http server stopped (${why})`);
+          } else if (nb) {
+            progress.info(`netboot stopped (${await waitForStop()})`);
+          }
+        } finally {
+          await nb?.close();
         }
       }),
     );
