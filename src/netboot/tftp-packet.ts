@@ -101,7 +101,10 @@ export function encodeOack(options: Map<string, string>): Buffer {
 
 /** The 4-byte DATA header for `block` (mod 65536: blocks wrap around on big files). */
 export function dataHeader(block: number): Buffer {
-  return Buffer.concat([u16(Op.DATA), u16(block & 0xffff)]);
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt16BE(Op.DATA, 0);
+  b.writeUInt16BE(block & 0xffff, 2);
+  return b;
 }
 
 function u16(n: number): Buffer {

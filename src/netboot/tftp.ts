@@ -51,6 +51,9 @@ export interface RunningTftpServer {
   close(): Promise<void>;
 }
 
+/** Bytes read from the file at a time. */
+const READ_AHEAD = 1 << 20;
+
 class Transfer {
   private base = 1;
   private sentUpTo = 0;
@@ -59,6 +62,7 @@ class Transfer {
   private readonly lastBlock: number;
   private oackPending: boolean;
   private closed = false;
+  private chunk: { start: number; buf: Buffer } | undefined;
 
   constructor(
     private readonly sock: Socket,
@@ -78,7 +82,7 @@ class Transfer {
 
   start(): void {
     if (this.oackPending) this.sendOack();
-    else void this.sendWindow();
+    else this.sendWindow();
   }
 
   private arm(): void {
@@ -93,7 +97,7 @@ class Transfer {
       return;
     }
     if (this.oackPending) this.sendOack();
-    else void this.sendWindow();
+    else this.sendWindow();
   }
 
   private send(parts: Buffer[]): void {
@@ -106,26 +110,49 @@ class Transfer {
     this.arm();
   }
 
-  /** Send blocks base … base+window-1 (one file read for the whole window). */
-  private async sendWindow(): Promise<void> {
+  /** Bytes [offset, offset+want) from the read-ahead chunk, reading the next chunk when needed. */
+  private async bytes(offset: number, want: number): Promise<Buffer> {
+    const c = this.chunk;
+    if (c && offset >= c.start && offset + want <= c.start + c.buf.length) {
+      return c.buf.subarray(offset - c.start, offset - c.start + want);
+    }
+    // Read ahead ~1 MiB: most ACKs are then answered without a trip through the thread pool.
+    const size = Math.max(want, READ_AHEAD - (READ_AHEAD % this.n.blksize));
+    const buf = Buffer.allocUnsafe(Math.min(size, Math.max(0, this.size - offset)));
+    let got = 0;
+    while (got < buf.length) {
+      const { bytesRead } = await this.fh.read(buf, got, buf.length - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    this.chunk = { start: offset, buf: buf.subarray(0, got) };
+    return this.chunk.buf.subarray(0, Math.min(want, got));
+  }
+
+  /** Send blocks base … base+window-1. */
+  private sendWindow(): void {
     const first = this.base;
     const last = Math.min(first + this.n.windowsize - 1, this.lastBlock);
     const offset = (first - 1) * this.n.blksize;
     const want = Math.min((last - first + 1) * this.n.blksize, Math.max(0, this.size - offset));
-    const buf = Buffer.allocUnsafe(want);
-    let got = 0;
-    try {
-      while (got < want) {
-        const { bytesRead } = await this.fh.read(buf, got, want - got, offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-    } catch {
-      this.sendError(TftpError.UNDEFINED, "read error");
-      this.end(false, "read error");
+    const c = this.chunk;
+    if (c && offset >= c.start && offset + want <= c.start + c.buf.length) {
+      this.emit(first, last, c.buf.subarray(offset - c.start, offset - c.start + want));
       return;
     }
-    if (this.closed || first !== this.base) return;
+    this.bytes(offset, want).then(
+      (buf) => {
+        if (!this.closed && first === this.base) this.emit(first, last, buf);
+      },
+      () => {
+        this.sendError(TftpError.UNDEFINED, "read error");
+        this.end(false, "read error");
+      },
+    );
+  }
+
+  private emit(first: number, last: number, buf: Buffer): void {
+    const got = buf.length;
     for (let b = first; b <= last; b++) {
       const from = (b - first) * this.n.blksize;
       this.send([dataHeader(b), buf.subarray(Math.min(from, got), Math.min(from + this.n.blksize, got))]);
@@ -160,7 +187,7 @@ class Transfer {
       if (p.block !== 0) return;
       this.oackPending = false;
       this.retries = 0;
-      void this.sendWindow();
+      this.sendWindow();
       return;
     }
     // Which absolute block does this 16-bit number acknowledge? Only base-1 … sentUpTo count.
@@ -180,7 +207,7 @@ class Transfer {
     }
     // A whole window acknowledged, or an early ACK (the client lost acked+1): go on from acked+1.
     this.base = acked + 1;
-    void this.sendWindow();
+    this.sendWindow();
   }
 
   end(ok: boolean, why: string): void {
