@@ -183,7 +183,7 @@ describe("TFTP server", () => {
     }
   });
 
-  it("a retransmitted RRQ does not start a second transfer; another TID gets error 5", async () => {
+  it("a retransmitted RRQ does not start a second transfer; another sender cannot disturb it", async () => {
     const s = await udp();
     const other = await udp();
     try {
@@ -194,10 +194,19 @@ describe("TFTP server", () => {
       const data = (await got).filter((g) => decodeTftp(g.msg).op === Op.DATA);
       assert.equal(new Set(data.map((d) => d.port)).size, 1, "one transfer socket");
       assert.equal(data.length, 1, "block 1 sent once");
-      const err = collect(other, 100);
+      // A stranger ACKs block 1 and sends an ERROR: the transfer neither moves nor ends.
+      const stray = collect(other, 100);
+      const mine = collect(s, 100);
       other.send(encodeAck(1), data[0]!.port, HOST);
-      const e = (await err).map((g) => decodeTftp(g.msg));
-      assert.equal(e[0]?.op === Op.ERROR && e[0].code, TftpError.UNKNOWN_TID);
+      other.send(Buffer.from([0, 5, 0, 0, 0]), data[0]!.port, HOST);
+      assert.equal((await stray).length, 0);
+      // (Block 1 may come again: the 150 ms retransmission timer.)
+      const blocks = (await mine).map((g) => decodeTftp(g.msg)).map((p) => (p.op === Op.DATA ? p.block : -1));
+      assert.ok(!blocks.includes(2), "no block 2 for a stranger's ACK");
+      const next = collect(s, 100);
+      s.send(encodeAck(1), data[0]!.port, HOST);
+      const b2 = (await next).map((g) => decodeTftp(g.msg)).map((p) => (p.op === Op.DATA ? p.block : -1));
+      assert.ok(b2.includes(2), "the real client's ACK still works");
     } finally {
       s.close();
       other.close();
