@@ -8,7 +8,16 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join, relative } from "node:path";
 import { ensureDefaultBase } from "../../src/base/index.js";
 import { testCacheDir } from "../helpers/qemu.js";
@@ -61,7 +70,8 @@ export async function netbootFixture(): Promise<NetbootFixture> {
   const skip = ["src/netboot", "src/cli/commands/netboot.ts", "src/cli/commands/auroraboot.ts"];
   for (const d of ["src", "framework"]) hashTree(h, join(REPO, d), skip);
   const dir = join(testCacheDir(), `netboot-files-${h.digest("hex").slice(0, 16)}`);
-  if (existsSync(join(dir, "kairos-kernel"))) return { dir, log: readFileSync(join(dir, "build.log"), "utf8") };
+  if (existsSync(join(dir, "kairos-kernel")))
+    return { dir, log: readFileSync(join(dir, "build.log"), "utf8") };
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   const wants = join(tmp, "overlay/etc/systemd/system/multi-user.target.wants");
