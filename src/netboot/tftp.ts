@@ -54,8 +54,8 @@ export interface RunningTftpServer {
   close(): Promise<void>;
 }
 
-/** Bytes read from the file at a time. */
-const READ_AHEAD = 1 << 20;
+/** Bytes read from the file at a time: few thread-pool trips, bounded memory per transfer. */
+const READ_AHEAD = 128 << 10;
 
 class Transfer {
   private base = 1;
@@ -123,7 +123,7 @@ class Transfer {
     if (c && offset >= c.start && offset + want <= c.start + c.buf.length) {
       return c.buf.subarray(offset - c.start, offset - c.start + want);
     }
-    // Read ahead ~1 MiB: most ACKs are then answered without a trip through the thread pool.
+    // Read ahead: most ACKs are then answered without a trip through the thread pool.
     const size = Math.max(want, READ_AHEAD - (READ_AHEAD % this.n.blksize));
     const buf = Buffer.allocUnsafe(Math.min(size, Math.max(0, this.size - offset)));
     let got = 0;
