@@ -6,11 +6,12 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { tftpGet } from "../helpers/netboot-client.js";
+import { FIXTURE_KERNEL, writeFixtureTar } from "../helpers/rootfs-fixture.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const KAIROS = resolve(import.meta.dirname, "../../bin/kairos");
@@ -89,4 +90,43 @@ test("kairos netboot refuses a bad --dhcp-range and a missing cloud-config befor
   );
   assert.equal(c.status, 1);
   assert.doesNotMatch(c.stderr, /netboot: ready/);
+});
+
+test("kairos netboot --rootfs-tar: netboot files built on the fly into --state-dir, then served", async (t) => {
+  const dir = await tempDir(t);
+  const tar = join(dir, "rootfs.tar");
+  await writeFixtureTar(tar);
+  const state = join(dir, "state");
+  const child: ChildProcess = spawn(
+    KAIROS,
+    ["netboot", "--rootfs-tar", tar, "--state-dir", state, ...LOOPBACK],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  t.after(() => child.kill("SIGKILL"));
+  let stderr = "";
+  child.stderr!.on("data", (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const deadline = Date.now() + 120_000;
+  while (!/netboot: ready/.test(stderr)) {
+    if (Date.now() > deadline || child.exitCode !== null) assert.fail(`no ready line:\n${stderr}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.match(stderr, /netboot: building the netboot files in /);
+  assert.deepEqual(readdirSync(state).sort(), [
+    "kairos-cmdline",
+    "kairos-initrd",
+    "kairos-kernel",
+    "kairos.squashfs",
+  ]);
+  const http = /HTTP (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)![1]!;
+  assert.deepEqual(Buffer.from(await (await fetch(`${http}/kairos-kernel`)).arrayBuffer()), FIXTURE_KERNEL);
+  // No cloud-config: no config_url on the command line.
+  assert.doesNotMatch(await (await fetch(`${http}/boot.ipxe`)).text(), /config_url/);
+  child.kill("SIGTERM");
+  assert.equal(await exited, 0, stderr);
+  assert.ok(existsSync(join(state, "kairos.squashfs")), "--state-dir is kept");
 });
