@@ -6,9 +6,10 @@
 import { readdir, realpath, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join, sep } from "node:path";
+import { join } from "node:path";
 import type SendModule from "send";
 import { KairosError } from "../sys/index.js";
+import { inside } from "./safe-path.js";
 
 export interface HttpServeOptions {
   /** Directory to serve. */
@@ -52,11 +53,6 @@ export function parseListen(listen: string): { host: string | undefined; port: n
     );
   }
   return { host, port };
-}
-
-/** Is `child` inside `root` (both absolute, resolved)? */
-function inside(root: string, child: string): boolean {
-  return child === root || child.startsWith(root.endsWith(sep) ? root : root + sep);
 }
 
 async function handle(
