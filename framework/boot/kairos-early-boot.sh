@@ -8,6 +8,7 @@
 #
 #   root=live:CDLABEL=COS_LIVE rd.live.dir=/ rd.live.squashimg=rootfs.squashfs   live medium
 #   root=live:http://HOST:PORT/rootfs.squashfs ip=dhcp rd.neednet=1 netboot      netboot
+#   root=live:tftp://HOST[:PORT]/PATH ip=dhcp rd.neednet=1 netboot               netboot over TFTP
 #   root=LABEL=COS_STATE cos-img/filename=/cOS/active.img                        installed
 #   root=LABEL=COS_RECOVERY cos-img/filename=/cOS/recovery.img                   recovery
 #   rd.cos.disable   plain live root: no COS_OEM / COS_PERSISTENT mounts
@@ -232,8 +233,30 @@ UDHCPC
 	[ -s /run/kairos-netif ] || kairos_fail "no DHCP lease on any network interface"
 	kairos_log "network up on $(cat /run/kairos-netif)"
 	mkdir -p /run/initramfs/live
-	wget -q -O /run/initramfs/live/rootfs.squashfs "$_url" || kairos_fail "cannot download $_url"
+	kairos_fetch "$_url" /run/initramfs/live/rootfs.squashfs || kairos_fail "cannot download $_url"
 	kairos_mount_image /run/initramfs/live/rootfs.squashfs /run/rootfsbase
+}
+
+# kairos_fetch URL FILE: http(s) with busybox wget, tftp://HOST[:PORT]/PATH with busybox tftp
+# (wget has no TFTP; 1468-byte blocks fit an Ethernet frame).
+kairos_fetch() {
+	case "$1" in
+	tftp://*)
+		_kf_rest=${1#tftp://}
+		_kf_host=${_kf_rest%%/*}
+		_kf_path=${_kf_rest#*/}
+		_kf_port=69
+		case "$_kf_host" in
+		*:*)
+			_kf_port=${_kf_host##*:}
+			_kf_host=${_kf_host%:*}
+			;;
+		esac
+		[ -n "$_kf_host" ] && [ "$_kf_path" != "$_kf_rest" ] && [ -n "$_kf_path" ] || return 1
+		tftp -g -b 1468 -r "$_kf_path" -l "$2" "$_kf_host" "$_kf_port"
+		;;
+	*) wget -q -O "$2" "$1" ;;
+	esac
 }
 
 kairos_installed() {
@@ -368,6 +391,9 @@ kairos_main() {
 	exec switch_root "$KAIROS_ROOT" "$_init"
 	kairos_fail "switch_root to $_init failed"
 }
+
+# Sourced with KAIROS_EARLY_BOOT_LIB=1 (the tests): define the functions, run nothing.
+[ -z "$KAIROS_EARLY_BOOT_LIB" ] || return 0
 
 if [ -n "$KAIROS_DRACUT" ]; then
 	KAIROS_ROOT=${NEWROOT:-/sysroot}

@@ -6,9 +6,10 @@
 import { readdir, realpath, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join, sep } from "node:path";
+import { join } from "node:path";
 import type SendModule from "send";
 import { KairosError } from "../sys/index.js";
+import { inside } from "./safe-path.js";
 
 export interface HttpServeOptions {
   /** Directory to serve. */
@@ -17,6 +18,11 @@ export interface HttpServeOptions {
   listen?: string;
   /** Called once per request after it is answered (for logs). */
   onRequest?: (line: string) => void;
+  /**
+   * URL paths ("/boot.ipxe") answered from outside the root: a host file (served with ranges
+   * like the rest) or generated text. Checked before the root.
+   */
+  extra?: ReadonlyMap<string, { file: string } | { text: string }>;
 }
 
 export interface RunningHttpServer {
@@ -49,14 +55,27 @@ export function parseListen(listen: string): { host: string | undefined; port: n
   return { host, port };
 }
 
-/** Is `child` inside `root` (both absolute, resolved)? */
-function inside(root: string, child: string): boolean {
-  return child === root || child.startsWith(root.endsWith(sep) ? root : root + sep);
-}
-
-async function handle(root: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(
+  root: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  extra?: HttpServeOptions["extra"],
+): Promise<void> {
   if (req.method !== "GET" && req.method !== "HEAD") {
     res.writeHead(405, { Allow: "GET, HEAD", "Content-Type": "text/plain" }).end("method not allowed\n");
+    return;
+  }
+  const fixed = extra?.get((req.url ?? "/").split(/[?#]/, 1)[0]!);
+  if (fixed && "text" in fixed) {
+    res.writeHead(200, {
+      "Content-Type": "text/plain; charset=utf-8",
+      "Content-Length": Buffer.byteLength(fixed.text),
+    });
+    res.end(req.method === "HEAD" ? undefined : fixed.text);
+    return;
+  }
+  if (fixed) {
+    await sendFile(req, res, fixed.file);
     return;
   }
   // Split the raw path before decoding, so neither "/../" nor "%2e%2e%2f" is normalized away.
@@ -104,6 +123,11 @@ async function handle(root: string, req: IncomingMessage, res: ServerResponse): 
     res.end(req.method === "HEAD" ? undefined : body);
     return;
   }
+  await sendFile(req, res, real);
+}
+
+/** Send one file with ranges, ETag and Last-Modified. */
+async function sendFile(req: IncomingMessage, res: ServerResponse, real: string): Promise<void> {
   // Loaded on first use: `send` and its MIME database cost ~90 ms at every CLI start otherwise.
   sendModule ??= (await import("send")).default;
   const send = sendModule;
@@ -138,7 +162,7 @@ export async function serveDirectory(opts: HttpServeOptions): Promise<RunningHtt
   const { host, port } = parseListen(opts.listen ?? ":8080");
   const server = createServer((req, res) => {
     const started = Date.now();
-    handle(root, req, res)
+    handle(root, req, res, opts.extra)
       .catch(() => {
         if (!res.headersSent) res.writeHead(500, { "Content-Type": "text/plain" }).end("internal error\n");
         else res.destroy();
@@ -154,7 +178,11 @@ export async function serveDirectory(opts: HttpServeOptions): Promise<RunningHtt
       reject(
         new KairosError(
           `cannot listen on ${opts.listen ?? ":8080"}: ${err.code ?? err.message}`,
-          err.code === "EADDRINUSE" ? "another program uses that port; pick another one" : undefined,
+          err.code === "EADDRINUSE"
+            ? "another program uses that port; pick another one"
+            : err.code === "EACCES"
+              ? "ports below 1024 need root; pick a port above 1023"
+              : undefined,
         ),
       ),
     );

@@ -37,6 +37,8 @@ export interface BootOptions {
   /** Network arguments; default `-nic none`. */
   net?: string[];
   extraArgs?: string[];
+  /** Run QEMU inside this network namespace (`ip netns exec`), for tap networks a test builds. */
+  netns?: string;
   /** Longest wait for the QEMU lock (default 15 min: other test runs may hold it). */
   lockTimeoutMs?: number;
   /** Default tcg: tests use software emulation on this shared host; benches may pass kvm. */
@@ -229,7 +231,10 @@ export async function boot(opts: BootOptions): Promise<Vm> {
       if (!existsSync(OVMF_CODE)) throw new Error(`${OVMF_CODE} missing: install the Debian package 'ovmf'`);
       copyFileSync(OVMF_VARS, varsPath);
     }
-    const qemu = start("qemu-system-x86_64", qemuArgs(opts, logPath, varsPath));
+    const args = qemuArgs(opts, logPath, varsPath);
+    const qemu = opts.netns
+      ? start("ip", ["netns", "exec", opts.netns, "qemu-system-x86_64", ...args])
+      : start("qemu-system-x86_64", args);
     qemu.stdin.end();
     qemu.stdout.resume();
     return new Vm(logPath, qemu, release);

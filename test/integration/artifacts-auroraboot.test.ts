@@ -139,6 +139,11 @@ test("netboot files, HTTP server with ranges, clean exit on Ctrl-C", async (t) =
       "cloud_config=#cloud-config\nhostname: inline\n",
       "--set",
       "netboot.cmdline=install-mode",
+      // The PXE server starts too: keep it on loopback (its UDP ports need root).
+      "--set",
+      "netboot_listen_addr=127.0.0.1",
+      "--set",
+      "netboot_http_port=0",
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
@@ -156,6 +161,14 @@ test("netboot files, HTTP server with ranges, clean exit on Ctrl-C", async (t) =
     if (child.exitCode !== null) assert.fail(`auroraboot exited early:\n${stderr}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+  assert.match(
+    stderr,
+    /netboot: ProxyDHCP .* on 127\.0\.0\.1, boots bios, uefi-x64; HTTP http:\/\/127\.0\.0\.1:\d+/,
+  );
+  assert.match(
+    stderr,
+    /kernel command line: root=live:http:\/\/127\.0\.0\.1:\d+\/node\.squashfs config_url=http:\/\/127\.0\.0\.1:\d+\/config\.yaml install-mode\n/,
+  );
   assert.deepEqual(readdirSync(join(state, "netboot")).sort(), [
     "node-cmdline",
     "node-initrd",

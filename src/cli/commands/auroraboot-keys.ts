@@ -47,7 +47,22 @@ export const AURORABOOT_KEYS: AuroraBootKey[] = [
   { key: "iso.overlay_iso", type: "string", help: "directory copied into the ISO's root" },
   { key: "iso.overlay_rootfs", type: "string", help: "directory merged into the image's root filesystem" },
   { key: "listen_addr", type: "string", default: ":8080", help: "HTTP listen address (:PORT or HOST:PORT)" },
-  { key: "netboot.cmdline", type: "string", help: "extra kernel arguments of the netboot command line" },
+  {
+    key: "netboot.cmdline",
+    type: "string",
+    help: "the netboot kernel command line (replaces the default, as upstream)",
+  },
+  {
+    key: "netboot_http_port",
+    type: "string",
+    default: "8090",
+    help: "port of the PXE server's HTTP side (kernel, initrd, squashfs, config, iPXE script)",
+  },
+  {
+    key: "netboot_listen_addr",
+    type: "string",
+    help: "address the PXE server binds (default: all; ProxyDHCP answers on 67 and 4011)",
+  },
   {
     key: "disable_iso",
     type: "bool",

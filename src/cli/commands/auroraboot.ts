@@ -25,7 +25,8 @@ import {
   splitSets,
   templateValues,
 } from "./auroraboot-keys.js";
-import { abortOnSignals, resolveRootfs } from "./build.js";
+import { abortOnSignals, parseIntOption, resolveRootfs } from "./build.js";
+import { startNetboot, waitForStop } from "./netboot.js";
 
 /** The settings the build uses, read from the key table's values. */
 export interface AuroraBootPlan {
@@ -42,6 +43,8 @@ export interface AuroraBootPlan {
   netbootCmdline?: string;
   liveCmdline?: string;
   insecure: boolean;
+  netbootHttpPort: number;
+  netbootListenAddr?: string;
 }
 
 /** Turn checked settings into the build plan (names, cmdline, flags). */
@@ -71,6 +74,8 @@ export function planFrom(s: AuroraBootSettings, now = new Date()): AuroraBootPla
     netbootCmdline: v("netboot.cmdline"),
     ...(live ? { liveCmdline: live } : {}),
     insecure: bool("allow-insecure-registries"),
+    netbootHttpPort: parseIntOption("netboot_http_port", v("netboot_http_port"), 0, 65535)!,
+    netbootListenAddr: v("netboot_listen_addr"),
   };
 }
 
@@ -338,22 +343,41 @@ export const registerAuroraBoot: Register = (program) => {
           stop.dispose();
           await src.close();
         }
-        if (!s.disableNetboot) {
-          progress.info(
-            "note: the PXE responder is not started by this command yet; serve netboot/ with `kairos netboot` (see docs/media.md)",
-          );
-        }
-        if (!s.disableHttpServer) {
-          const server = await serveDirectory({
-            root: stateDir,
-            listen: s.listenAddr,
-            onRequest: (line) => progress.info(`http: ${line}`),
-          });
-          progress.info(
-            `Serving ${stateDir} on ${server.url} (listening on ${server.address}); Ctrl-C to stop`,
-          );
-          const why = await serveUntilStopped(server);
-          progress.info(`http server stopped (${why})`);
+        // The PXE server (AuroraBoot's pixiecore) and the state-dir server run until Ctrl-C.
+        const nb =
+          netboot && !s.disableNetboot
+            ? await startNetboot(
+                {
+                  files: {
+                    kernel: netboot.kernel!,
+                    initrd: netboot.initrd!,
+                    squashfs: netboot.squashfs!,
+                    config: cloudConfig ? join(isoDir, "config.yaml") : undefined,
+                  },
+                  cmdline: s.netbootCmdline,
+                  address: s.netbootListenAddr,
+                  httpPort: s.netbootHttpPort,
+                },
+                progress,
+              )
+            : undefined;
+        try {
+          if (!s.disableHttpServer) {
+            const server = await serveDirectory({
+              root: stateDir,
+              listen: s.listenAddr,
+              onRequest: (line) => progress.info(`http: ${line}`),
+            });
+            progress.info(
+              `Serving ${stateDir} on ${server.url} (listening on ${server.address}); Ctrl-C to stop`,
+            );
+            const why = await serveUntilStopped(server);
+            progress.info(`http server stopped (${why})`);
+          } else if (nb) {
+            progress.info(`netboot stopped (${await waitForStop()})`);
+          }
+        } finally {
+          await nb?.close();
         }
       }),
     );

@@ -7,6 +7,7 @@ import { registerBuild } from "./build.js";
 import { registerConfigCommands } from "./config.js";
 import { registerFactory } from "./factory.js";
 import { registerImage } from "./image.js";
+import { registerNetboot } from "./netboot.js";
 
 /** The `kairos` (build host) subcommands. Each module owns its own command group. */
 export const kairosCommands: Register[] = [
@@ -16,6 +17,7 @@ export const kairosCommands: Register[] = [
   registerBuild,
   registerAuroraBoot,
   registerFactory,
+  registerNetboot,
 ];
 
 /** The `kairos-agent` (node) subcommands. */
