@@ -34,19 +34,19 @@ users:
     groups: [admin]
 stages:
   initramfs:
-    - name: lifecycle e2e: a file from the initramfs stage
+    - name: "lifecycle e2e, a file from the initramfs stage"
       files:
         - path: /etc/lc-initramfs-stage
           content: "initramfs stage ran"
           permissions: 0644
   boot:
-    - name: lifecycle e2e: refusals, before the installer runs
+    - name: "lifecycle e2e, refusals before the installer runs"
       if: '[ -e /run/cos/live_mode ]'
       commands:
         - 'kairos-agent manual-install --device /dev/sr0 /run/initramfs/live/config.yaml >/tmp/r1 2>&1; echo "KAIROS-LC-REFUSE-LIVE rc=$? $(tr "\\n" " " </tmp/r1)" >/dev/ttyS0'
         - 'kairos-agent manual-install --device /dev/vdb /run/initramfs/live/config.yaml >/tmp/r2 2>&1; echo "KAIROS-LC-REFUSE-SMALL rc=$? $(tr "\\n" " " </tmp/r2)" >/dev/ttyS0'
   after-install:
-    - name: lifecycle e2e: after-install ran
+    - name: "lifecycle e2e, after-install ran"
       commands:
         - echo "KAIROS-LC-AFTER-INSTALL-STAGE" >/dev/ttyS0
 `;
