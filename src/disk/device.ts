@@ -81,7 +81,9 @@ export async function writeLayout(
   log(`partitioning ${device} (GPT, ${parts.length} partitions)`);
   await run("wipefs", ["--all", "--force", device]).catch(() => undefined);
   await run("sgdisk", sgdiskArgs(device, parts));
-  await run("partprobe", [device]).catch(() => run("blockdev", ["--rereadpt", device]));
+  // Tell the kernel about the new table (util-linux's partx is on every image; parted's
+  // partprobe is the fallback).
+  await run("partx", ["-u", device]).catch(() => run("partprobe", [device]));
   await run("udevadm", ["settle", "--timeout=30"]).catch(() => undefined);
   const nodes = new Map<string, string>();
   for (const p of parts) {
