@@ -294,11 +294,17 @@ kairos_layout() {
 		VOLUMES="LABEL=COS_OEM:/oem"
 		PERSISTENT_STATE_PATHS=""
 	fi
-	if [ -s /run/cos/cos-layout.env ]; then
+	CUSTOM_BIND_MOUNTS=""
+	CUSTOM_EPHEMERAL_MOUNTS=""
+	for _env in /run/cos/cos-layout.env /run/cos/custom-layout.env; do
+		[ -s "$_env" ] || continue
 		# shellcheck source=/dev/null
-		. /run/cos/cos-layout.env
-		kairos_log "layout from /run/cos/cos-layout.env"
-	fi
+		. "$_env"
+		kairos_log "layout from $_env"
+	done
+	# install.bind_mounts / install.ephemeral_mounts (upstream's CUSTOM_* names).
+	RW_PATHS="$RW_PATHS $CUSTOM_EPHEMERAL_MOUNTS"
+	[ -n "$PERSISTENT_STATE_PATHS" ] && PERSISTENT_STATE_PATHS="$PERSISTENT_STATE_PATHS $CUSTOM_BIND_MOUNTS"
 	set -f
 	for _v in $VOLUMES; do
 		_spec=${_v%%:*}

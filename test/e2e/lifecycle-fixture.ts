@@ -28,6 +28,10 @@ install:
   auto: true
   device: auto
   poweroff: true
+  bind_mounts:
+    - /var/lib/lc-bind
+  ephemeral_mounts:
+    - /usr/share/lc-eph
 users:
   - name: kairos
     passwd: kairos
@@ -56,11 +60,13 @@ export const LC_REPORT = `#!/bin/sh
 b=$(kairos-agent state boot 2>&1)
 rd() { cat "$1" 2>/dev/null || echo none; }
 if touch /lc-ro-probe 2>/dev/null; then ro=rw; rm -f /lc-ro-probe; else ro=ro; fi
-echo "KAIROS-LC-UP boot=$b user=$(id -u kairos 2>/dev/null || echo none) local=$(rd /usr/local/lc-local) persist=$(rd /root/lc-persist) etc=$(rd /etc/lc-ephemeral) initramfs=$(rd /etc/lc-initramfs-stage | tr ' ' _) root=$ro oem=$(ls /oem | tr '\\n' ,) state=$(kairos-agent state get state.mounted 2>&1)" >/dev/ttyS0
+echo "KAIROS-LC-UP boot=$b user=$(id -u kairos 2>/dev/null || echo none) local=$(rd /usr/local/lc-local) persist=$(rd /root/lc-persist) etc=$(rd /etc/lc-ephemeral) bind=$(rd /var/lib/lc-bind/f) eph=$(rd /usr/share/lc-eph/f) initramfs=$(rd /etc/lc-initramfs-stage | tr ' ' _) root=$ro oem=$(ls /oem | tr '\\n' ,) state=$(kairos-agent state get state.mounted 2>&1)" >/dev/ttyS0
 if [ "$b" = active_boot ]; then
 	echo 1 >/usr/local/lc-local
 	echo 1 >/root/lc-persist
 	echo 1 >/etc/lc-ephemeral
+	echo 1 >/var/lib/lc-bind/f
+	echo 1 >/usr/share/lc-eph/f
 	sync
 	echo "KAIROS-LC-WROTE" >/dev/ttyS0
 fi
@@ -85,8 +91,19 @@ function inputsKey(baseKey: string): string {
   return h.digest("hex").slice(0, 16);
 }
 
-/** The auto-install ISO, cached under lifecycle-iso-<key>. */
-export async function lifecycleIso(): Promise<{ iso: string; key: string }> {
+let isoOnce: Promise<{ iso: string; key: string }> | undefined;
+let diskOnce: Promise<InstalledDisk> | undefined;
+
+/**
+ * The auto-install ISO, cached under lifecycle-iso-<key>. The key is computed once per
+ * process, so every test of a run uses the same fixture even if sources change meanwhile.
+ */
+export function lifecycleIso(): Promise<{ iso: string; key: string }> {
+  isoOnce ??= buildLifecycleIso();
+  return isoOnce;
+}
+
+async function buildLifecycleIso(): Promise<{ iso: string; key: string }> {
   const base = await ensureDefaultBase({});
   const key = inputsKey(base.key);
   const dir = join(testCacheDir(), `lifecycle-iso-${key}`);
@@ -169,7 +186,15 @@ export async function overlayOf(base: string, out: string): Promise<string> {
  * power-off. Also exercises the installer's refusals (the live medium, a too-small disk) in
  * the same boot; their lines are in `installLog`.
  */
-export async function installedDiskFixture(): Promise<InstalledDisk> {
+export function installedDiskFixture(): Promise<InstalledDisk> {
+  diskOnce ??= buildInstalledDisk();
+  diskOnce.catch(() => {
+    diskOnce = undefined;
+  });
+  return diskOnce;
+}
+
+async function buildInstalledDisk(): Promise<InstalledDisk> {
   const { iso, key } = await lifecycleIso();
   const dir = join(testCacheDir(), `lifecycle-disk-${key}`);
   const meta = join(dir, "fixture.json");
