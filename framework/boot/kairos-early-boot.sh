@@ -305,7 +305,7 @@ kairos_layout() {
 	# install.bind_mounts / install.ephemeral_mounts (upstream's CUSTOM_* names).
 	RW_PATHS="$RW_PATHS $CUSTOM_EPHEMERAL_MOUNTS"
 	[ -n "$PERSISTENT_STATE_PATHS" ] && PERSISTENT_STATE_PATHS="$PERSISTENT_STATE_PATHS $CUSTOM_BIND_MOUNTS"
-	set -f
+	# No set -f here: kairos_find_label globs /sys/class/block/*. The lists hold plain paths.
 	for _v in $VOLUMES; do
 		_spec=${_v%%:*}
 		_where=${_v#*:}
@@ -339,7 +339,6 @@ kairos_layout() {
 		mkdir -p "$KAIROS_ROOT$_p"
 		mount --bind "$_store" "$KAIROS_ROOT$_p" || kairos_fail "cannot bind $_store on $_p"
 	done
-	set +f
 	mkdir -p "$KAIROS_ROOT/tmp"
 	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$KAIROS_ROOT/tmp"
 }
