@@ -274,9 +274,11 @@ kairos_run_stage() {
 		mkdir -p "$KAIROS_ROOT/$_m"
 		mount --bind "/$_m" "$KAIROS_ROOT/$_m" || kairos_fail "cannot bind /$_m into the new root"
 	done
-	kairos_log "running stage $1"
+	_t0=$(cut -d' ' -f1 /proc/uptime 2>/dev/null)
+	kairos_log "running stage $1 (at ${_t0}s)"
 	chroot "$KAIROS_ROOT" "$_agent" run-stage "$1" >/run/kairos-stage-"$1".log 2>&1 ||
 		kairos_log "stage $1 failed (see /run/kairos-stage-$1.log)"
+	kairos_log "stage $1 done (at $(cut -d' ' -f1 /proc/uptime 2>/dev/null)s)"
 	for _m in run sys proc dev; do
 		umount "$KAIROS_ROOT/$_m" 2>/dev/null || umount -l "$KAIROS_ROOT/$_m"
 	done
