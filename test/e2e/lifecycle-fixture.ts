@@ -15,8 +15,8 @@
  * on an active boot, then writes those files, syncs and prints `KAIROS-LC-WROTE`.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { ensureDefaultBase } from "../../src/base/index.js";
 import { run } from "../../src/sys/index.js";
 import { publishFixture } from "../helpers/fixture.js";
@@ -146,7 +146,8 @@ async function buildLifecycleIso(): Promise<{ iso: string; key: string }> {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
   }
-  await publishFixture(tmp, dir, { iso }, "lifecycle-iso-");
+  await publishFixture(tmp, dir, { iso });
+  pruneStale("lifecycle-iso-", dir);
   return { iso, key };
 }
 
@@ -236,5 +237,20 @@ async function buildInstalledDisk(): Promise<InstalledDisk> {
     installLog: join(dir, "install.log"),
     installSeconds: seconds,
   };
-  return publishFixture(tmp, dir, final, "lifecycle-disk-");
+  const published = await publishFixture(tmp, dir, final);
+  pruneStale("lifecycle-disk-", dir);
+  return published;
+}
+
+/**
+ * Remove fixtures of the same kind built from other inputs, once they are a day old: several
+ * worktrees (other keys) share this cache and may be booting theirs right now.
+ */
+function pruneStale(prefix: string, keep: string): void {
+  const parent = dirname(keep);
+  for (const name of readdirSync(parent)) {
+    const p = join(parent, name);
+    if (!name.startsWith(prefix) || p === keep || name.includes(".tmp-")) continue;
+    if (Date.now() - statSync(p).mtimeMs > 24 * 3600_000) rmSync(p, { recursive: true, force: true });
+  }
 }

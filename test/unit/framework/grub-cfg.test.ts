@@ -13,7 +13,10 @@ test("grub-script-check accepts the installed grub.cfg", async () => {
 });
 
 test("entry ids cos, fallback, recovery, statereset with upstream's command lines and slot files", () => {
-  const entries = [...text.matchAll(/menuentry "[^"]*" --id (\w+) \{\n([\s\S]*?)\n\}/g)].map((m) => [m[1], m[2]!]);
+  const entries = [...text.matchAll(/menuentry "[^"]*" --id (\w+) \{\n([\s\S]*?)\n\}/g)].map((m) => [
+    m[1],
+    m[2]!,
+  ]);
   assert.deepEqual(
     entries.map((e) => e[0]),
     ["cos", "fallback", "recovery", "statereset"],
