@@ -62,11 +62,16 @@ test("grubenv on COS_OEM: next_entry is one-shot, then saved_entry, then the boo
   assert.match(a, /"\$\{upgrade_failure\}" = "1" \]; then\n\s*set default=fallback/);
   assert.match(
     a,
+    /"\$\{fallback_assessment\}" = "tried" \]; then\n\s*set default=recovery\n\s*else\n\s*set fallback_assessment=tried\n.*save_env .*fallback_assessment; fi/,
+    "a fallback that never confirmed leads to recovery, not a loop",
+  );
+  assert.match(
+    a,
     /"\$\{boot_assessment\}" = "trial" \]; then\n\s*set boot_assessment=tried\n\s*.*save_env -f "\(\$\{oem\}\)\/grubenv" boot_assessment/,
   );
   assert.match(
     a,
-    /"\$\{boot_assessment\}" = "tried" \]; then\n\s*set upgrade_failure=1\n\s*set boot_assessment=\n.*save_env .*upgrade_failure boot_assessment; fi\n\s*set default=fallback/,
+    /"\$\{boot_assessment\}" = "tried" \]; then\n\s*set upgrade_failure=1\n\s*set boot_assessment=\n\s*set fallback_assessment=tried\n.*save_env .*upgrade_failure boot_assessment fallback_assessment; fi\n\s*set default=fallback/,
   );
   assert.match(text, /source "\(\$\{oem\}\)\/grubcustom"/);
   assert.match(text, /source "\(\$\{oem\}\)\/grubmenu"/);
