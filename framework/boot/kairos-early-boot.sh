@@ -270,6 +270,10 @@ kairos_run_stage() {
 		kairos_log "no $_agent in the image: stage $1 skipped"
 		return 0
 	fi
+	if ! command -v chroot >/dev/null 2>&1; then
+		kairos_log "no chroot in this initramfs: stage $1 skipped"
+		return 0
+	fi
 	for _m in dev proc sys run; do
 		mkdir -p "$KAIROS_ROOT/$_m"
 		mount --bind "/$_m" "$KAIROS_ROOT/$_m" || kairos_fail "cannot bind /$_m into the new root"
