@@ -10,6 +10,9 @@
  *   framework/, this file, the base image); tests start from a qcow2 overlay of it
  *   (`overlayOf`) and never install again.
  *
+ * The refusals run only when a second disk (/dev/vdb) is attached, so a plain live boot of the
+ * ISO (bench/install-boot.ts) is not slowed by them.
+ *
  * The report unit prints one line after multi-user (`KAIROS-LC-UP …`: boot state, the
  * cloud-config user, the files the persistence test looks for, whether / is read-only) and,
  * on an active boot, then writes those files, syncs and prints `KAIROS-LC-WROTE`.
@@ -45,7 +48,7 @@ stages:
           permissions: 0644
   boot:
     - name: "lifecycle e2e, refusals before the installer runs"
-      if: '[ -e /run/cos/live_mode ]'
+      if: '[ -e /run/cos/live_mode ] && [ -b /dev/vdb ]'
       commands:
         - 'kairos-agent manual-install --device /dev/sr0 /run/initramfs/live/config.yaml >/tmp/r1 2>&1; echo "KAIROS-LC-REFUSE-LIVE rc=$? $(tr "\\n" " " </tmp/r1)" >/dev/ttyS0'
         - 'kairos-agent manual-install --device /dev/vdb /run/initramfs/live/config.yaml >/tmp/r2 2>&1; echo "KAIROS-LC-REFUSE-SMALL rc=$? $(tr "\\n" " " </tmp/r2)" >/dev/ttyS0'
