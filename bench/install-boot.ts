@@ -14,7 +14,7 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { installedDiskFixture, overlayOf, virtioDrive } from "../test/e2e/lifecycle-fixture.js";
+import { installedDiskFixture, LOCK_WAIT_MS, overlayOf, virtioDrive } from "../test/e2e/lifecycle-fixture.js";
 import { type BootOptions, boot } from "../test/helpers/qemu.js";
 
 const rounds = Number(process.argv[2] ?? 1);
@@ -30,7 +30,7 @@ interface Times {
 }
 
 async function timeBoot(opts: Omit<BootOptions, "workDir">): Promise<Times> {
-  const vm = await boot({ ...opts, workDir: work });
+  const vm = await boot({ ...opts, lockTimeoutMs: LOCK_WAIT_MS, workDir: work });
   try {
     const sw = await vm.waitFor(/KAIROS-INITRAMFS: switching root/, 600_000);
     const up = await vm.waitFor(/KAIROS-LC-UP/, 600_000);

@@ -174,6 +174,9 @@ export interface InstalledDisk {
   installSeconds: number;
 }
 
+/** How long a boot may wait for the machine-wide QEMU lock (seven helpers share two cores). */
+export const LOCK_WAIT_MS = 60 * 60_000;
+
 /** Size of the disk the installer writes to (upstream's default layout needs ~23.2 GiB). */
 export const DISK_BYTES = 32 * 1024 ** 3;
 
@@ -216,6 +219,7 @@ async function buildInstalledDisk(): Promise<InstalledDisk> {
   const vm = await boot({
     firmware: "uefi",
     cdrom: iso,
+    lockTimeoutMs: LOCK_WAIT_MS,
     workDir: tmp,
     extraArgs: [...virtioDrive(disk, "raw"), ...virtioDrive(small, "raw")],
   });

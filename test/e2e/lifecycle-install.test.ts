@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { boot } from "../helpers/qemu.js";
 import { tempDir } from "../helpers/tmp.js";
-import { installedDiskFixture, overlayOf, virtioDrive } from "./lifecycle-fixture.js";
+import { installedDiskFixture, LOCK_WAIT_MS, overlayOf, virtioDrive } from "./lifecycle-fixture.js";
 
 describe("kairos-agent install from the ISO, then the installed system boots (QEMU TCG)", {
   timeout: 60 * 60_000,
@@ -37,7 +37,12 @@ describe("kairos-agent install from the ISO, then the installed system boots (QE
     const fx = await installedDiskFixture();
     const work = await tempDir(t);
     const disk = await overlayOf(fx.disk, join(work, "disk.qcow2"));
-    const first = await boot({ firmware: "uefi", workDir: work, extraArgs: virtioDrive(disk, "qcow2") });
+    const first = await boot({
+      firmware: "uefi",
+      lockTimeoutMs: LOCK_WAIT_MS,
+      workDir: work,
+      extraArgs: virtioDrive(disk, "qcow2"),
+    });
     try {
       const sw = await first.waitFor("KAIROS-INITRAMFS: switching root (installed)", 600_000);
       const up = await first.waitFor(/KAIROS-LC-UP[^\r\n]*/, 600_000);
@@ -56,7 +61,12 @@ describe("kairos-agent install from the ISO, then the installed system boots (QE
     } finally {
       await first.stop();
     }
-    const second = await boot({ firmware: "uefi", workDir: work, extraArgs: virtioDrive(disk, "qcow2") });
+    const second = await boot({
+      firmware: "uefi",
+      lockTimeoutMs: LOCK_WAIT_MS,
+      workDir: work,
+      extraArgs: virtioDrive(disk, "qcow2"),
+    });
     try {
       const up = await second.waitFor(/KAIROS-LC-UP[^\r\n]*/, 600_000);
       console.log(`uefi second boot: multi-user ${up.seconds.toFixed(1)}s: ${up.match}`);
