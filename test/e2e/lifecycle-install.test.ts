@@ -15,7 +15,7 @@ import { tempDir } from "../helpers/tmp.js";
 import { installedDiskFixture, LOCK_WAIT_MS, overlayOf, virtioDrive } from "./lifecycle-fixture.js";
 
 describe("kairos-agent install from the ISO, then the installed system boots (QEMU TCG)", {
-  timeout: 60 * 60_000,
+  timeout: 150 * 60_000,
 }, () => {
   it("auto-installs under UEFI and powers off; refuses the live medium and a too-small disk first", async () => {
     const t0 = Date.now();
