@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { test } from "node:test";
+import { promisify } from "node:util";
 import { parse } from "yaml";
-import { customMountsConfig, GRUB_STUB_CFG } from "../../../src/agent/index.js";
+import { customMountsConfig, GRUB_STUB_CFG, liveSource } from "../../../src/agent/index.js";
+import { tempDir } from "../../helpers/tmp.js";
+
+const run = promisify(execFile);
+const agent = join(import.meta.dirname, "..", "..", "..", "bin", "kairos-agent");
 
 test("install.bind_mounts / ephemeral_mounts become a rootfs step writing upstream's CUSTOM_* variables", () => {
   assert.equal(customMountsConfig({}), undefined);
@@ -28,4 +36,25 @@ test("custom mounts that would break the layout file are refused", () => {
 test("GRUB's core image hands over to COS_STATE:/grub2/grub.cfg", () => {
   assert.match(GRUB_STUB_CFG, /search --no-floppy --label --set=root COS_STATE/);
   assert.match(GRUB_STUB_CFG, /configfile \(\$\{root\}\)\/grub2\/grub\.cfg/);
+});
+
+test("manual-install refuses before touching anything: both power flags, no live medium", async (t) => {
+  const dir = await tempDir(t);
+  const cfg = join(dir, "c.yaml");
+  await writeFile(cfg, "#cloud-config\ninstall:\n  device: /dev/vda\n");
+  await assert.rejects(
+    run(agent, ["manual-install", cfg, "--reboot", "--poweroff"]),
+    (e: { stderr: string }) => {
+      assert.match(e.stderr, /--reboot and --poweroff exclude each other/);
+      return true;
+    },
+  );
+  await assert.rejects(run(agent, ["manual-install", join(dir, "missing.yaml")]), (e: { code: number }) => {
+    assert.equal(e.code, 1);
+    return true;
+  });
+});
+
+test("install needs the live medium's image and says so", async () => {
+  await assert.rejects(liveSource("/nonexistent-root"), /install runs on a live system \(ISO or netboot\)/);
 });
