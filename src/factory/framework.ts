@@ -15,6 +15,7 @@ export const FRAMEWORK_UNITS: Readonly<Record<string, string>> = {
   "cos-setup-reconcile.service": "multi-user.target",
   "cos-setup-reconcile.timer": "timers.target",
   "kairos-installer.service": "multi-user.target",
+  "kairos-interactive.service": "multi-user.target",
 };
 
 /** Units `kairos init` enables, as the seed's Dockerfile does (the reconcile service runs from its timer). */
@@ -24,6 +25,7 @@ export const ENABLED_UNITS = [
   "cos-setup-network.service",
   "cos-setup-reconcile.timer",
   "kairos-installer.service",
+  "kairos-interactive.service",
 ] as const;
 
 /** One file of the framework, as it lands in the image. */
