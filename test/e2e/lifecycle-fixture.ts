@@ -22,9 +22,9 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { dirname, join } from "node:path";
 import { ensureDefaultBase } from "../../src/base/index.js";
 import { run } from "../../src/sys/index.js";
-import { publishFixture } from "../helpers/fixture.js";
+import { fixtureKey, publishFixture } from "../helpers/fixture.js";
 import { BootFailure, boot, testCacheDir, type Vm } from "../helpers/qemu.js";
-import { hashTree, KAIROS, REPO } from "./iso-cli-fixture.js";
+import { KAIROS, REPO } from "./iso-cli-fixture.js";
 
 export const LC_CLOUD_CONFIG = `#cloud-config
 install:
@@ -91,10 +91,10 @@ WantedBy=multi-user.target
 `;
 
 function inputsKey(baseKey: string): string {
-  const h = createHash("sha256").update(baseKey).update(LC_CLOUD_CONFIG).update(LC_REPORT).update(LC_UNIT);
-  for (const d of ["src", "framework"]) hashTree(h, join(REPO, d));
-  h.update(readFileSync(join(REPO, "test/e2e/lifecycle-fixture.ts")));
-  return h.digest("hex").slice(0, 16);
+  return fixtureKey({
+    inputs: { base: baseKey, config: LC_CLOUD_CONFIG, report: LC_REPORT, unit: LC_UNIT },
+    files: ["test/e2e/lifecycle-fixture.ts"],
+  });
 }
 
 let isoOnce: Promise<{ iso: string; key: string }> | undefined;
