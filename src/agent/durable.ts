@@ -16,7 +16,11 @@ export async function fsyncPath(path: string): Promise<void> {
  * Replace `path` with `content` so that a crash leaves either the old or the new file, never a
  * mix: write a temp file beside it, fsync it, rename it over `path`, fsync the directory.
  */
-export async function writeFileAtomic(path: string, content: Uint8Array | string, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  content: Uint8Array | string,
+  mode = 0o644,
+): Promise<void> {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}`);
   try {
