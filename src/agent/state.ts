@@ -3,7 +3,13 @@ import { join } from "node:path";
 import { parseOsRelease } from "../factory/os-release.js";
 
 /** How this node booted, in upstream kairos-agent's words. */
-export type BootState = "live_boot" | "active_boot" | "passive_boot" | "recovery_boot" | "unknown";
+export type BootState =
+  | "live_boot"
+  | "active_boot"
+  | "passive_boot"
+  | "recovery_boot"
+  | "autoreset_boot"
+  | "unknown";
 
 /** What `kairos-agent state` reports. */
 export interface NodeState {
@@ -14,6 +20,8 @@ export interface NodeState {
   live_medium?: string;
   /** KAIROS_* fields of /etc/kairos-release, without the prefix, lower-cased. */
   kairos: Record<string, string>;
+  /** Set on a fallback boot after an upgrade that did not boot (/run/cos/upgrade_failure). */
+  upgrade_failure?: boolean;
 }
 
 const exists = (p: string) =>
@@ -42,6 +50,11 @@ export async function readNodeState(root = "/"): Promise<NodeState> {
       break;
     }
   }
+  // The statereset entry boots recovery with kairos.reset: upstream calls that boot autoreset_boot.
+  if (boot === "recovery_boot") {
+    const cmdline = await readFile(join(root, "proc/cmdline"), "utf8").catch(() => "");
+    if (/(^|\s)kairos\.reset(\s|=|$)/.test(cmdline)) boot = "autoreset_boot";
+  }
   const mode =
     (await readFile(join(root, "run/kairos-boot-mode"), "utf8").catch(() => "")).trim() || undefined;
   const kairos: Record<string, string> = {};
@@ -57,6 +70,7 @@ export async function readNodeState(root = "/"): Promise<NodeState> {
     ...(mode ? { mode } : {}),
     ...(boot === "live_boot" && (await exists(live)) ? { live_medium: "/run/initramfs/live" } : {}),
     kairos,
+    ...((await exists(join(root, "run/cos/upgrade_failure"))) ? { upgrade_failure: true } : {}),
   };
 }
 

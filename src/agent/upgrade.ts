@@ -1,4 +1,4 @@
-import { rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import {
   prepareRootfsTar,
@@ -72,6 +72,7 @@ export async function upgradeSystem(opts: UpgradeOptions): Promise<UpgradeResult
   try {
     const layers = await image.layers();
     const layerBytes = layers.reduce((n, l) => n + l.size, 0);
+    await mkdir(opts.cos, { recursive: true });
     // Slots a crash or a failed write left behind do not count against the new one.
     await garbageCollect(opts.cos, opts.target === "recovery" ? ["recovery"] : ["active", "passive"]);
     const needed = estimateSlotBytes(layerBytes);

@@ -14,7 +14,7 @@ export interface LoopFs {
 }
 
 /** Create, format (`mkfs.ext4 -L label`) and mount a `sizeMiB` loop filesystem. Needs root. */
-export async function loopExt4(t: TestContext, sizeMiB: number, label = "COS_STATE"): Promise<LoopFs> {
+export async function loopExt4(t: TestContext, sizeMiB: number, label = "KTS_TEST"): Promise<LoopFs> {
   const base = await mkdtemp(join(tmpdir(), "kairos-loopfs-"));
   const image = join(base, "fs.img");
   const dir = join(base, "mnt");

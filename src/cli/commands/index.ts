@@ -1,5 +1,6 @@
 import type { Register } from "../common.js";
 import { registerAgentConfigCommands } from "./agent-config.js";
+import { registerAgentLifecycle } from "./agent-lifecycle.js";
 import { registerAgentState } from "./agent-state.js";
 import { registerAuroraBoot } from "./auroraboot.js";
 import { registerBase } from "./base.js";
@@ -19,4 +20,8 @@ export const kairosCommands: Register[] = [
 ];
 
 /** The `kairos-agent` (node) subcommands. */
-export const agentCommands: Register[] = [registerAgentConfigCommands, registerAgentState];
+export const agentCommands: Register[] = [
+  registerAgentConfigCommands,
+  registerAgentState,
+  registerAgentLifecycle,
+];
