@@ -1,5 +1,16 @@
 import { randomBytes } from "node:crypto";
-import { lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, statfs } from "node:fs/promises";
+import {
+  copyFile,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  stat,
+  statfs,
+} from "node:fs/promises";
 import { join } from "node:path";
 import { formatBytes, KairosError } from "../sys/index.js";
 import { fsyncPath, replaceSymlink, writeFileAtomic } from "./durable.js";
@@ -174,4 +185,43 @@ export async function checkSpace(dir: string, needed: number, what: string): Pro
       "free space on the partition or make it larger; nothing was changed",
     );
   }
+}
+
+/** What goes into a slot copied from files (install): host paths of the image and its boot files. */
+export interface SlotSource {
+  image: string;
+  kernel: string;
+  initrd: string;
+  /** slot.json: where the image came from and what it is (`created` is added). */
+  meta: Record<string, unknown>;
+}
+
+/** Write a slot from files under `cosDir/slots/` (copied, fsynced, renamed into place); returns its id. */
+export async function writeSlot(cosDir: string, src: SlotSource, id = newSlotId()): Promise<string> {
+  const { dir } = await beginSlot(cosDir, id);
+  try {
+    for (const [from, name] of [
+      [src.image, "system.img"],
+      [src.kernel, "vmlinuz"],
+      [src.initrd, "initrd"],
+    ] as const) {
+      await copyFile(from, join(dir, name));
+    }
+    await commitSlot(cosDir, id, { ...src.meta, created: new Date().toISOString() } as SlotInfo);
+    return id;
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Point `cosDir/name` at `target` atomically (symlink to a temporary name, rename over, fsync). */
+export async function pointLink(cosDir: string, name: string, target: string): Promise<void> {
+  await replaceSymlink(join(cosDir, name), target);
+}
+
+/** The slot id a link names (`slots/<id>`), or undefined. */
+export async function slotOf(cosDir: string, name: string): Promise<string | undefined> {
+  const t = await readlink(join(cosDir, name)).catch(() => undefined);
+  return t?.startsWith("slots/") ? t.slice("slots/".length) : undefined;
 }

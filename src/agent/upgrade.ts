@@ -1,13 +1,13 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import {
-  prepareRootfsTar,
-  RootfsIndex,
-  rootfsFromImage,
-  type SquashfsOptions,
-  squashfsFromTar,
-} from "../artifacts/index.js";
+// The four artifact modules the upgrade streams through, imported by file and not through
+// artifacts/index.js: the agent's single executable then carries none of the media builders
+// (ISO, GRUB, live) that the index would pull in (test/unit/agent/agent-bundle.test.ts).
+import { RootfsIndex } from "../artifacts/rootfs-index.js";
+import { prepareRootfsTar } from "../artifacts/rootfs-stream.js";
+import { type SquashfsOptions, squashfsFromTar } from "../artifacts/squashfs.js";
 import { parseOsRelease } from "../factory/os-release.js";
+import { flattenEntries } from "../oci/flatten.js";
 import { type OpenOptions, openImage } from "../oci/index.js";
 import { formatBytes, KairosError, type Progress } from "../sys/index.js";
 import { updateGrubenv } from "./grubenv.js";
@@ -87,10 +87,13 @@ export async function upgradeSystem(opts: UpgradeOptions): Promise<UpgradeResult
       const index = new RootfsIndex(captureDir, ref);
       const img = join(dir, "system.img");
       const task = opts.progress?.task(`write ${opts.target} image from ${opts.source}`, undefined, "bytes");
-      const tar = prepareRootfsTar(await rootfsFromImage(image, ref).open(), {
-        label: ref,
-        tap: (e) => index.tap(e),
-      });
+      const tar = prepareRootfsTar(
+        { kind: "entries", entries: flattenEntries(image) },
+        {
+          label: ref,
+          tap: (e) => index.tap(e),
+        },
+      );
       const r = await squashfsFromTar(tar, img, {
         ...opts.squashfs,
         onBytes: (n) => task?.update(n),

@@ -5,7 +5,6 @@ export * from "./iso.js";
 export * from "./live.js";
 export * from "./qemu-boot.js";
 export * from "./rootfs-files.js";
-export * from "./rootfs-index.js";
 export * from "./rootfs-stream.js";
 export * from "./source.js";
 export * from "./squashfs.js";

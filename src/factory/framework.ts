@@ -17,6 +17,7 @@ export const FRAMEWORK_UNITS: Readonly<Record<string, string>> = {
   "kairos-installer.service": "multi-user.target",
   "kairos-boot-assessment.service": "multi-user.target",
   "kairos-reset.service": "multi-user.target",
+  "kairos-interactive.service": "multi-user.target",
 };
 
 /** Units `kairos init` enables, as the seed's Dockerfile does (the reconcile service runs from its timer). */
@@ -28,6 +29,7 @@ export const ENABLED_UNITS = [
   "kairos-installer.service",
   "kairos-boot-assessment.service",
   "kairos-reset.service",
+  "kairos-interactive.service",
 ] as const;
 
 /** One file of the framework, as it lands in the image. */

@@ -80,19 +80,6 @@ describe("boot assessment, agent side", () => {
   });
 });
 
-describe("state", () => {
-  it("says autoreset_boot on a recovery boot with kairos.reset", async (t) => {
-    const root = await tempDir(t);
-    await mkdir(join(root, "run/cos"), { recursive: true });
-    await mkdir(join(root, "proc"));
-    await writeFile(join(root, "run/cos/recovery_mode"), "");
-    await writeFile(join(root, "proc/cmdline"), "root=LABEL=COS_SYSTEM panic=5\n");
-    assert.equal((await readNodeState(root)).boot, "recovery_boot");
-    await writeFile(join(root, "proc/cmdline"), "root=LABEL=COS_SYSTEM panic=5 kairos.reset\n");
-    assert.equal((await readNodeState(root)).boot, "autoreset_boot");
-  });
-});
-
 describe("kairos-agent help", () => {
   it("lists the lifecycle commands", async () => {
     const { stdout } = await run(join(repo, "bin/kairos-agent"), ["--help"]);
