@@ -128,10 +128,19 @@ export type RotateStep = "passive" | "trial" | "active";
 export async function rotateSlots(
   cos: string,
   id: string,
-  hooks: { beforeActivate?: () => Promise<void>; onStep?: (step: RotateStep) => Promise<void> | void } = {},
+  hooks: {
+    beforeActivate?: () => Promise<void>;
+    onStep?: (step: RotateStep) => Promise<void> | void;
+    /**
+     * The active slot failed its boot assessment (GRUB's upgrade_failure): keep passive where it
+     * is, on the system that works, and replace only active. Rotating the broken one into
+     * passive would leave two broken names after a crash before the activation.
+     */
+    activeFailed?: boolean;
+  } = {},
 ): Promise<void> {
   const old = await resolveSlot(cos, "active");
-  if (old) {
+  if (old && !hooks.activeFailed) {
     await pointSlot(cos, "passive", old.id);
     await hooks.onStep?.("passive");
   }

@@ -10,7 +10,7 @@ import { parseOsRelease } from "../factory/os-release.js";
 import { flattenEntries } from "../oci/flatten.js";
 import { type OpenOptions, openImage } from "../oci/index.js";
 import { formatBytes, KairosError, type Progress } from "../sys/index.js";
-import { updateGrubenv } from "./grubenv.js";
+import { readGrubenv, updateGrubenv } from "./grubenv.js";
 import {
   beginSlot,
   checkSpace,
@@ -18,6 +18,7 @@ import {
   garbageCollect,
   pointSlot,
   type RotateStep,
+  resolveSlot,
   rotateSlots,
   type SlotInfo,
 } from "./slots.js";
@@ -146,7 +147,11 @@ export async function upgradeSystem(opts: UpgradeOptions): Promise<UpgradeResult
       await opts.onStep?.("active");
     } else {
       const grubenv = opts.grubenv;
+      const env = grubenv ? await readGrubenv(grubenv) : new Map<string, string>();
+      const activeFailed =
+        env.get("upgrade_failure") === "1" && (await resolveSlot(opts.cos, "passive")) !== undefined;
       await rotateSlots(opts.cos, id, {
+        activeFailed,
         beforeActivate: grubenv
           ? async () => {
               await updateGrubenv(grubenv, { boot_assessment: "trial", upgrade_failure: undefined });

@@ -140,6 +140,16 @@ describe("upgrade into slots on a real ext4 (loop device)", () => {
     await upgradeSystem({ cos, source: v3, target: "active", grubenv });
     assert.deepEqual(await assertBootablePair(cos), { active: "v3.0.0", passive: "v2.0.0" });
     assert.equal((await readdir(join(cos, "slots"))).length, 2, "the v1 slot is gone");
+
+    // v3 failed its boot assessment (GRUB set upgrade_failure, the node runs v2 from passive):
+    // the next upgrade replaces only active, and passive stays on the system that works.
+    await updateGrubenv(grubenv, { boot_assessment: undefined, upgrade_failure: "1" });
+    const steps2: UpgradeStep[] = [];
+    await upgradeSystem({ cos, source: v1, target: "active", grubenv, onStep: (s) => void steps2.push(s) });
+    assert.ok(!steps2.includes("passive"), steps2.join(","));
+    assert.deepEqual(await assertBootablePair(cos), { active: "v1.0.0", passive: "v2.0.0" });
+    assert.equal((await readGrubenv(grubenv)).get("upgrade_failure"), undefined);
+    assert.equal((await readGrubenv(grubenv)).get("boot_assessment"), "trial");
   });
 
   it("refuses before writing anything when the slot cannot fit, saying how much is missing", async (t) => {
