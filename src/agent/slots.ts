@@ -121,7 +121,7 @@ export type RotateStep = "passive" | "trial" | "active";
 
 /**
  * Make slot `id` active and the old active passive (docs/lifecycle.md, steps 3 and 4): first
- * passive := old active (both names then boot the old system), then `beforeActivate` (the
+ * passive := old active (both names then boot the old system), then `setTrial` (the
  * boot-assessment trial; only when there was an old active), then active := new. Each step is one rename, fsynced, so a crash
  * between any two leaves both names on complete slots.
  */
@@ -129,7 +129,7 @@ export async function rotateSlots(
   cos: string,
   id: string,
   hooks: {
-    beforeActivate?: () => Promise<void>;
+    setTrial?: () => Promise<void>;
     onStep?: (step: RotateStep) => Promise<void> | void;
     /**
      * The active slot failed its boot assessment (GRUB's upgrade_failure): keep passive where it
@@ -144,8 +144,17 @@ export async function rotateSlots(
     await pointSlot(cos, "passive", old.id);
     await hooks.onStep?.("passive");
   }
+  if (old && hooks.activeFailed) {
+    // Activate first, then the trial: until the trial is written GRUB still sees
+    // upgrade_failure and boots passive, the system that works, instead of the broken active.
+    await pointSlot(cos, "active", id);
+    await hooks.onStep?.("active");
+    await hooks.setTrial?.();
+    await hooks.onStep?.("trial");
+    return;
+  }
   // A first deployment has nothing to fall back to: no trial then.
-  if (old) await hooks.beforeActivate?.();
+  if (old) await hooks.setTrial?.();
   await hooks.onStep?.("trial");
   await pointSlot(cos, "active", id);
   if (!old) await pointSlot(cos, "passive", id);

@@ -152,7 +152,7 @@ export async function upgradeSystem(opts: UpgradeOptions): Promise<UpgradeResult
         env.get("upgrade_failure") === "1" && (await resolveSlot(opts.cos, "passive")) !== undefined;
       await rotateSlots(opts.cos, id, {
         activeFailed,
-        beforeActivate: grubenv
+        setTrial: grubenv
           ? async () => {
               await updateGrubenv(grubenv, { boot_assessment: "trial", upgrade_failure: undefined });
             }

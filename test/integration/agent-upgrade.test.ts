@@ -146,7 +146,7 @@ describe("upgrade into slots on a real ext4 (loop device)", () => {
     await updateGrubenv(grubenv, { boot_assessment: undefined, upgrade_failure: "1" });
     const steps2: UpgradeStep[] = [];
     await upgradeSystem({ cos, source: v1, target: "active", grubenv, onStep: (s) => void steps2.push(s) });
-    assert.ok(!steps2.includes("passive"), steps2.join(","));
+    assert.deepEqual(steps2, ["checked", "written", "committed", "active", "trial", "cleaned"]);
     assert.deepEqual(await assertBootablePair(cos), { active: "v1.0.0", passive: "v2.0.0" });
     assert.equal((await readGrubenv(grubenv)).get("upgrade_failure"), undefined);
     assert.equal((await readGrubenv(grubenv)).get("boot_assessment"), "trial");
