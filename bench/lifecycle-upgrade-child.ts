@@ -2,4 +2,11 @@
 import { upgradeSystem } from "../src/agent/index.js";
 
 const [cos, source] = process.argv.slice(2);
-await upgradeSystem({ cos: cos!, source: source!, target: "active", open: { insecure: true } });
+// A function, not top-level await: the bench bundles this as CommonJS, as the agent is.
+async function main(): Promise<void> {
+  await upgradeSystem({ cos: cos!, source: source!, target: "active", open: { insecure: true } });
+}
+void main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
