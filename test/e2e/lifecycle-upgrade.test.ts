@@ -72,28 +72,43 @@ async function attach(raw: string, mnt: string): Promise<Disk> {
   return {
     raw,
     async withPartitions(fn) {
-      const dev = (await run("losetup", ["-f", "--show", "-P", raw])).stdout.trim();
+      // One loop device per partition, at its offset (partition nodes of a `losetup -P` device
+      // need udev here); the filesystem label tells which is which.
+      const devices: string[] = [];
       const mounted: string[] = [];
       try {
-        const parts = (await run("lsblk", ["-lnpo", "NAME,LABEL", dev])).stdout
-          .split("\n")
-          .map((l) => l.trim().split(/\s+/))
-          .filter((x) => x.length === 2);
-        const byLabel = new Map(parts.map(([n, l]) => [l!, n!]));
         const p: Record<string, string> = {};
-        for (const label of ["COS_OEM", "COS_STATE"]) {
-          const node = byLabel.get(label);
-          if (!node) throw new Error(`no ${label} on ${raw}: ${JSON.stringify(parts)}`);
+        for (const line of (await run("partx", ["-g", "-o", "NR,START,SECTORS", raw])).stdout
+          .trim()
+          .split("\n")) {
+          const [, start, sectors] = line.trim().split(/\s+/).map(Number);
+          const dev = (
+            await run("losetup", [
+              "-f",
+              "--show",
+              "-o",
+              String(start! * 512),
+              "--sizelimit",
+              String(sectors! * 512),
+              raw,
+            ])
+          ).stdout.trim();
+          devices.push(dev);
+          const label = (
+            await run("blkid", ["-o", "value", "-s", "LABEL", dev]).catch(() => ({ stdout: "" }))
+          ).stdout.trim();
+          if (label !== "COS_OEM" && label !== "COS_STATE") continue;
           const dir = join(mnt, label);
           await mkdir(dir, { recursive: true });
-          await run("mount", [node, dir]);
+          await run("mount", [dev, dir]);
           mounted.push(dir);
           p[label] = dir;
         }
-        return await fn({ oem: p.COS_OEM!, state: p.COS_STATE! });
+        if (!p.COS_OEM || !p.COS_STATE) throw new Error(`no COS_OEM/COS_STATE on ${raw}`);
+        return await fn({ oem: p.COS_OEM, state: p.COS_STATE });
       } finally {
         for (const d of mounted.reverse()) await run("umount", [d]).catch(() => run("umount", ["-l", d]));
-        await run("losetup", ["-d", dev]).catch(() => {});
+        for (const d of devices) await run("losetup", ["-d", d]).catch(() => {});
       }
     },
   };
