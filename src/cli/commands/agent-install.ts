@@ -48,6 +48,7 @@ export const registerAgentInstall: Register = (program: Command) => {
     )
     .action(
       action(async (opts: PowerOpts & { auto?: boolean }) => {
+        const when = power(opts);
         const { config, oem } = await nodeConfig();
         if (opts.auto) {
           const words = await cmdlineWords();
@@ -82,6 +83,7 @@ export const registerAgentInstall: Register = (program: Command) => {
     .option("--poweroff", "power off when done")
     .action(
       action(async (source: string, opts: PowerOpts) => {
+        const when = power(opts);
         const r = await loadSource(source);
         if (r.errors.length) throw new ConfigErrors(r.errors);
         if (!r.configs.length) throw new KairosError(`${source} holds no cloud-config`, r.notes[0]?.message);
