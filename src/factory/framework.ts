@@ -1,7 +1,7 @@
 import { createReadStream } from "node:fs";
-import { readdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
-import { KairosError, run } from "../sys/index.js";
+import { readdir, readFile, realpath, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { KairosError, requireTool, run } from "../sys/index.js";
 import type { TarHeader } from "../tar/types.js";
 import type { WriteEntry } from "../tar/writer.js";
 import { frameworkDir, repoDir } from "./paths.js";
@@ -15,6 +15,8 @@ export const FRAMEWORK_UNITS: Readonly<Record<string, string>> = {
   "cos-setup-reconcile.service": "multi-user.target",
   "cos-setup-reconcile.timer": "timers.target",
   "kairos-installer.service": "multi-user.target",
+  "kairos-boot-assessment.service": "multi-user.target",
+  "kairos-reset.service": "multi-user.target",
   "kairos-interactive.service": "multi-user.target",
 };
 
@@ -25,6 +27,8 @@ export const ENABLED_UNITS = [
   "cos-setup-network.service",
   "cos-setup-reconcile.timer",
   "kairos-installer.service",
+  "kairos-boot-assessment.service",
+  "kairos-reset.service",
   "kairos-interactive.service",
 ] as const;
 
@@ -44,6 +48,8 @@ export interface FrameworkFile {
 export interface FrameworkOptions {
   /** Host path of the kairos-agent single executable (default: built by scripts/build-agent). */
   agent?: string;
+  /** Host path of tar2sqfs to carry for upgrades on the node (default: the one on PATH). */
+  tar2sqfs?: string;
   /** The FIPS flavor: the agent runs with the OS's FIPS provider, through a wrapper. */
   fips?: boolean;
 }
@@ -129,7 +135,36 @@ export async function frameworkFiles(opts: FrameworkOptions = {}): Promise<Frame
   for (const f of await dirFiles(join(fw, "system", "oem"))) {
     files.push(await mem(`/system/oem/${f}`, join(fw, "system", "oem", f), 0o644));
   }
+  files.push(...(await packerFiles(opts.tar2sqfs)));
   return files;
+}
+
+/**
+ * tar2sqfs and the shared libraries it needs (except the C library), from the build host, for
+ * `kairos-agent upgrade` on the node: distributions ship squashfs-tools (mksquashfs, which needs
+ * the tree unpacked first) rather than squashfs-tools-ng. ~1.5 MB; needs glibc >= 2.34 on the
+ * node (docs/lifecycle.md explains the choice). A wrapper in /usr/lib/kairos/bin sets the
+ * library path.
+ */
+export async function packerFiles(tar2sqfs?: string): Promise<FrameworkFile[]> {
+  tar2sqfs ??= requireTool("tar2sqfs");
+  const { stdout } = await run("ldd", [tar2sqfs]);
+  const libs: string[] = [];
+  for (const line of stdout.split("\n")) {
+    // "libzstd.so.1 => /lib/x86_64-linux-gnu/libzstd.so.1 (0x…)"; the C library and the loader stay the node's.
+    const m = /^\s*(\S+)\s+=>\s+(\/\S+)/.exec(line);
+    if (!m || /^(libc|libm|libpthread|libdl|ld-linux[^.]*)\.so/.test(m[1]!)) continue;
+    libs.push(m[2]!);
+  }
+  const out: FrameworkFile[] = [];
+  const host = async (path: string, hostPath: string, mode: number): Promise<FrameworkFile> => {
+    const real = await realpath(hostPath);
+    return { path, type: "file", mode, hostPath: real, size: (await stat(real)).size };
+  };
+  out.push(await host("/usr/lib/kairos/lib/tar2sqfs", tar2sqfs, 0o755));
+  for (const lib of libs) out.push(await host(`/usr/lib/kairos/lib/${basename(lib)}`, lib, 0o644));
+  out.push(await mem("/usr/lib/kairos/bin/tar2sqfs", join(frameworkDir(), "bin", "tar2sqfs"), 0o755));
+  return out;
 }
 
 /** The `systemctl enable` symlinks for ENABLED_UNITS. */

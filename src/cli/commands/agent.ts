@@ -1,6 +1,7 @@
 import type { Register } from "../common.js";
 import { registerAgentConfigCommands } from "./agent-config.js";
 import { registerAgentInstall } from "./agent-install.js";
+import { registerAgentLifecycle } from "./agent-lifecycle.js";
 import { registerAgentState } from "./agent-state.js";
 
 /**
@@ -13,4 +14,5 @@ export const agentCommands: Register[] = [
   registerAgentConfigCommands,
   registerAgentState,
   registerAgentInstall,
+  registerAgentLifecycle,
 ];

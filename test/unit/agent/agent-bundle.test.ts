@@ -1,7 +1,8 @@
 /**
  * The agent is its own program (issue #10 item 8): bundling src/cli/kairos-agent.ts the way
  * scripts/build-agent does pulls in none of the build-host commands or what only they use
- * (image engine, tar, ISO/artifact builders, base-image builder, netboot, factory).
+ * (ISO/artifact builders, base-image builder, netboot, factory). The image engine (oci, tar)
+ * and the squashfs streaming modules are the agent's too: `upgrade` pulls and packs an image.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -27,7 +28,9 @@ test("the kairos-agent bundle carries no build-host module", async () => {
   assert.ok(inputs.includes("src/cli/commands/agent-install.ts"), "the agent's own commands are in it");
   const hostOnly = inputs.filter(
     (f) =>
-      /^src\/(oci|tar|artifacts|base|netboot)\//.test(f) ||
+      /^src\/(base|netboot)\//.test(f) ||
+      (/^src\/artifacts\//.test(f) &&
+        !/^src\/artifacts\/(squashfs|rootfs-stream|rootfs-index|rootfs-files)\.ts$/.test(f)) ||
       /^src\/cli\/commands\/(base|build|image|factory|auroraboot|index)\.ts$/.test(f) ||
       (/^src\/factory\//.test(f) && !/^src\/factory\/(fips|os-release)\.ts$/.test(f)),
   );

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
 import {
   ENABLED_UNITS,
@@ -8,6 +8,7 @@ import {
   FRAMEWORK_UNITS,
   frameworkFiles,
   layerEntries,
+  packerFiles,
 } from "../../../src/factory/index.js";
 import { run } from "../../../src/sys/index.js";
 import { readTar, writeTar } from "../../../src/tar/index.js";
@@ -55,6 +56,26 @@ describe("framework files", () => {
     assert.match(wrapper.content!.toString(), /exec \/usr\/lib\/kairos\/kairos-agent "\$@"/);
     assert.ok(files.some((f) => f.path === "/usr/lib/kairos/kairos-agent" && f.hostPath));
     await run("sh", ["-n"], { input: wrapper.content! });
+  });
+
+  it("carries tar2sqfs with its libraries: it runs in a root that has only sh and the C library", async (t) => {
+    const root = await tempDir(t);
+    const files = await packerFiles();
+    assert.ok(files.some((f) => f.path === "/usr/lib/kairos/bin/tar2sqfs" && f.mode === 0o755));
+    assert.ok(files.some((f) => f.path === "/usr/lib/kairos/lib/libsquashfs.so.1"));
+    assert.ok(!files.some((f) => /\/(libc|ld-linux)/.test(f.path)), "the C library stays the node's");
+    await run("shellcheck", ["-s", "sh", join(import.meta.dirname, "../../../framework/bin/tar2sqfs")]);
+    const put = async (path: string, from: { content?: Buffer; hostPath?: string }, mode: number) => {
+      await mkdir(dirname(join(root, path)), { recursive: true });
+      await writeFile(join(root, path), from.content ?? (await readFile(from.hostPath!)), { mode });
+    };
+    for (const f of files) await put(f.path, f, f.mode);
+    // A minimal "node": the loader, the C library and a shell.
+    for (const p of ["/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libc.so.6", "/bin/sh"]) {
+      await put(p, { hostPath: p }, 0o755);
+    }
+    const r = await run("chroot", [root, "/usr/lib/kairos/bin/tar2sqfs", "--version"]);
+    assert.match(r.stdout, /tar2sqfs \(squashfs-tools-ng\)/);
   });
 
   it("refuses a missing agent executable", async () => {
