@@ -1,0 +1,4 @@
+export * from "./bios-boot.js";
+export * from "./fsimage.js";
+export * from "./gpt.js";
+export * from "./image-plan.js";
