@@ -17,7 +17,7 @@ import {
   SECTOR,
 } from "./gpt.js";
 
-export const MIB = 1024 * 1024;
+const MIB = 1024 * 1024;
 /** Partitions start on 1 MiB boundaries (what every partitioning tool does today). */
 export const ALIGN_SECTORS = MIB / SECTOR;
 
@@ -31,7 +31,7 @@ export interface PartitionRequest {
   minSize?: number;
 }
 
-export interface PlacedPartition extends GptPartition {
+export interface PlannedPartition extends GptPartition {
   /** Partition number, from 1. */
   number: number;
   /** Byte offset and size on the disk. */
@@ -40,7 +40,7 @@ export interface PlacedPartition extends GptPartition {
 }
 
 export interface DiskPlan extends GptTable {
-  partitions: PlacedPartition[];
+  partitions: PlannedPartition[];
   /** Bytes. */
   size: number;
 }
@@ -95,7 +95,7 @@ export function planDisk(
     );
   }
   const sectors = size / SECTOR;
-  const partitions = fixed.map(({ r, first, sectors: n }, i): PlacedPartition => {
+  const partitions = fixed.map(({ r, first, sectors: n }, i): PlannedPartition => {
     // The rest-of-disk partition ends at the last usable sector, rounded down to whole MiB so
     // that its filesystem can be a whole number of 4 KiB blocks.
     const last =
@@ -117,7 +117,7 @@ export function planDisk(
 }
 
 /** The plan's partition named `name` (refuses a name the layout does not have). */
-export function partitionNamed(plan: DiskPlan, name: string): PlacedPartition {
+export function partitionNamed(plan: DiskPlan, name: string): PlannedPartition {
   const p = plan.partitions.find((x) => x.name === name);
   if (!p)
     throw new KairosError(

@@ -12,13 +12,14 @@ import { describe, it } from "node:test";
 import {
   createDiskFile,
   GPT_TYPE,
-  MIB,
   partitionNamed,
   planDisk,
   writeExt4,
   writeVfat,
 } from "../../src/disk/index.js";
 import { tempDir } from "../helpers/tmp.js";
+
+const MIB = 1024 * 1024;
 
 const LAYOUT = [
   { name: "BIOS boot", type: GPT_TYPE.biosBoot, size: MIB },
