@@ -1,5 +1,7 @@
 export * from "./bootloader.js";
 export * from "./cloud-config.js";
+export * from "./disk.js";
+export * from "./disk-boot.js";
 export * from "./grub.js";
 export * from "./iso.js";
 export * from "./live.js";

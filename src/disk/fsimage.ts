@@ -87,6 +87,12 @@ export function mkfsExt4Args(o: Ext4Options): string[] {
     "-F",
     "-t",
     "ext4",
+    // The block count below is in 4 KiB blocks: without -b, mke2fs.conf's "small" and
+    // "floppy" types (filesystems under 512 MiB) would read it as 1 KiB blocks.
+    "-b",
+    String(BLOCK),
+    "-T",
+    "default",
     "-L",
     o.label,
     "-U",
@@ -162,6 +168,11 @@ export async function writeVfat(o: VfatOptions): Promise<void> {
     "mkfs.vfat",
     [
       "--invariant",
+      // FAT32 as UEFI asks of an ESP: mkfs.vfat would pick the FAT type from the whole file's
+      // size; 64 MiB needs one sector per cluster to reach FAT32's cluster minimum.
+      "-F",
+      "32",
+      ...(o.size <= 256 * 1024 * 1024 ? ["-s", "1"] : []),
       "--offset",
       String(o.offset / 512),
       "-n",

@@ -15,6 +15,7 @@ export const FRAMEWORK_UNITS: Readonly<Record<string, string>> = {
   "cos-setup-reconcile.service": "multi-user.target",
   "cos-setup-reconcile.timer": "timers.target",
   "kairos-installer.service": "multi-user.target",
+  "kairos-grow-persistent.service": "sysinit.target",
 };
 
 /** Units `kairos init` enables, as the seed's Dockerfile does (the reconcile service runs from its timer). */
@@ -24,6 +25,7 @@ export const ENABLED_UNITS = [
   "cos-setup-network.service",
   "cos-setup-reconcile.timer",
   "kairos-installer.service",
+  "kairos-grow-persistent.service",
 ] as const;
 
 /** One file of the framework, as it lands in the image. */
@@ -108,6 +110,9 @@ export async function frameworkFiles(opts: FrameworkOptions = {}): Promise<Frame
     files.push(await mem(`/etc/systemd/system/${unit}`, join(fw, "systemd", unit), 0o644));
   }
   files.push(await mem("/usr/lib/kairos/early-boot.sh", join(fw, "boot", "kairos-early-boot.sh"), 0o755));
+  files.push(
+    await mem("/usr/lib/kairos/grow-persistent.sh", join(fw, "disk", "kairos-grow-persistent.sh"), 0o755),
+  );
   for (const f of await dirFiles(join(fw, "dracut", "30kairos"))) {
     files.push(
       await mem(`/usr/lib/dracut/modules.d/30kairos/${f}`, join(fw, "dracut", "30kairos", f), 0o755),

@@ -23,7 +23,7 @@ const MIB = 1024 * 1024;
 
 const LAYOUT = [
   { name: "BIOS boot", type: GPT_TYPE.biosBoot, size: MIB },
-  { name: "COS_GRUB", type: GPT_TYPE.efiSystem, size: 16 * MIB },
+  { name: "COS_GRUB", type: GPT_TYPE.efiSystem, size: 64 * MIB },
   { name: "COS_OEM", type: GPT_TYPE.linux, size: 16 * MIB },
   { name: "COS_PERSISTENT", type: GPT_TYPE.linux, minSize: 16 * MIB },
 ];
@@ -79,7 +79,7 @@ describe("disk building blocks, checked by independent tools", () => {
     symlinkSync("slots/a", join(tree, "cOS/active"));
     const build = async (name: string) => {
       const disk = join(dir, name);
-      const plan = planDisk(LAYOUT, { diskSize: 64 * MIB, seed: "test" });
+      const plan = planDisk(LAYOUT, { diskSize: 128 * MIB, seed: "test" });
       await createDiskFile(disk, plan);
       const p = partitionNamed(plan, "COS_OEM");
       await writeExt4({
@@ -102,6 +102,13 @@ describe("disk building blocks, checked by independent tools", () => {
     const part = join(dir, "oem.img");
     extract(a.disk, a.p.offset, a.p.size, part);
     sh("e2fsck", ["-fn", part]);
+    const sb = sh("dumpe2fs", ["-h", part]);
+    assert.match(
+      sb,
+      new RegExp(`Block count:\\s+${a.p.size / 4096}\\n`),
+      "the filesystem fills its partition",
+    );
+    assert.match(sb, /Block size:\s+4096/);
     const st = sh("debugfs", ["-R", "stat /cOS/slots/a/system.img", part]);
     assert.match(st, /User:\s+0\s+Group:\s+0/);
     assert.match(st, /mtime: 0x6553f100/);
@@ -114,7 +121,7 @@ describe("disk building blocks, checked by independent tools", () => {
   it("FAT in place with mtools: fsck.vfat clean, label and files there", async (t) => {
     const dir = await tempDir(t);
     const disk = join(dir, "disk.raw");
-    const plan = planDisk(LAYOUT, { diskSize: 64 * MIB, seed: "test" });
+    const plan = planDisk(LAYOUT, { diskSize: 128 * MIB, seed: "test" });
     await createDiskFile(disk, plan);
     const p = partitionNamed(plan, "COS_GRUB");
     const loader = join(dir, "BOOTX64.EFI");
@@ -132,7 +139,9 @@ describe("disk building blocks, checked by independent tools", () => {
     sh("fsck.vfat", ["-n", part]);
     const ls = sh("mdir", ["-i", part, "::/EFI/BOOT"]);
     assert.match(ls, /BOOTX64\s+EFI\s+25\s+1980-01-01/);
-    assert.match(sh("blkid", ["-o", "export", part]), /LABEL=COS_GRUB/);
+    const id = sh("blkid", ["-o", "export", part]);
+    assert.match(id, /LABEL=COS_GRUB/);
+    assert.match(sh("file", ["-b", part]), /FAT \(32 bit\)/);
     assert.match(sh("sgdisk", ["-v", disk]), /No problems found/);
     await assert.rejects(
       writeVfat({

@@ -5,6 +5,7 @@ import { registerAuroraBoot } from "./auroraboot.js";
 import { registerBase } from "./base.js";
 import { registerBuild } from "./build.js";
 import { registerConfigCommands } from "./config.js";
+import { registerDisk } from "./disk.js";
 import { registerFactory } from "./factory.js";
 import { registerImage } from "./image.js";
 
@@ -14,6 +15,7 @@ export const kairosCommands: Register[] = [
   registerBase,
   registerImage,
   registerBuild,
+  registerDisk,
   registerAuroraBoot,
   registerFactory,
 ];
