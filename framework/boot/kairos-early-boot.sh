@@ -8,8 +8,11 @@
 #
 #   root=live:CDLABEL=COS_LIVE rd.live.dir=/ rd.live.squashimg=rootfs.squashfs   live medium
 #   root=live:http://HOST:PORT/rootfs.squashfs ip=dhcp rd.neednet=1 netboot      netboot
-#   root=LABEL=COS_STATE cos-img/filename=/cOS/active.img                        installed
-#   root=LABEL=COS_RECOVERY cos-img/filename=/cOS/recovery.img                   recovery
+#   root=LABEL=COS_ACTIVE cos-img/filename=/cOS/active.img     installed, active (COS_STATE)
+#   root=LABEL=COS_PASSIVE cos-img/filename=/cOS/passive.img   installed, passive (COS_STATE)
+#   root=LABEL=COS_SYSTEM cos-img/filename=/cOS/recovery.img   recovery (COS_RECOVERY)
+#   root=LABEL=COS_STATE / LABEL=COS_RECOVERY + cos-img/filename=…   the partition itself
+#   kairos.reset     (with a recovery root) the statereset entry: autoreset_boot
 #   rd.cos.disable   plain live root: no COS_OEM / COS_PERSISTENT mounts
 #   rd.kairos.debug  trace every command; on failure drop to a shell instead of powering off
 #   rd.kairos.wait=SECONDS  how long to wait for the boot medium or partition (default 60)
@@ -237,10 +240,10 @@ UDHCPC
 }
 
 kairos_installed() {
-	# $1 LABEL=..., $2 image path on that partition
-	_label=${1#LABEL=}
+	# $1 partition label (COS_STATE or COS_RECOVERY), $2 image path on that partition
+	_label=$1
 	_img=$2
-	[ -n "$_img" ] || kairos_fail "root=$1 needs cos-img/filename=/cOS/active.img (or passive.img, recovery.img)"
+	[ -n "$_img" ] || kairos_fail "root=LABEL=... needs cos-img/filename=/cOS/active.img (or passive.img, recovery.img)"
 	kairos_log "looking for partition $_label"
 	_dev=$(kairos_wait_label "$_label") || kairos_fail "no partition labelled $_label found after ${KAIROS_WAIT_SECONDS}s"
 	_mnt=/run/initramfs/cos-state
@@ -250,23 +253,100 @@ kairos_installed() {
 	kairos_mount_image "$_mnt/${_img#/}" /run/rootfsbase
 }
 
-kairos_state_mounts() {
-	# COS_OEM at /oem, COS_PERSISTENT at /usr/local with bind mounts for persistent paths.
-	_oem=$(kairos_find_label COS_OEM)
-	if [ -n "$_oem" ]; then
-		mkdir -p "$KAIROS_ROOT/oem"
-		mount -o rw "$_oem" "$KAIROS_ROOT/oem" && kairos_log "COS_OEM ($_oem) at /oem"
+# kairos_mount_label LABEL DIR: mount the filesystem labelled LABEL read-write at DIR in the new root.
+kairos_mount_label() {
+	_ml_dev=$(kairos_find_label "$1") || return 1
+	mkdir -p "$KAIROS_ROOT$2"
+	grep -q " $KAIROS_ROOT$2 " /proc/mounts && return 0
+	mount -o rw "$_ml_dev" "$KAIROS_ROOT$2" || kairos_fail "cannot mount $1 ($_ml_dev) at $2"
+	kairos_log "$1 ($_ml_dev) at $2"
+}
+
+# kairos_run_stage STAGE: run a cloud-config stage inside the new root with its own agent, as
+# upstream's immucore does for rootfs and initramfs (a failing stage is logged, not fatal).
+kairos_run_stage() {
+	_agent=/usr/bin/kairos-agent
+	if [ ! -x "$KAIROS_ROOT$_agent" ] && [ ! -L "$KAIROS_ROOT$_agent" ]; then
+		kairos_log "no $_agent in the image: stage $1 skipped"
+		return 0
 	fi
-	_pers=$(kairos_find_label COS_PERSISTENT)
-	[ -n "$_pers" ] || return 0
-	mkdir -p "$KAIROS_ROOT/usr/local"
-	mount -o rw "$_pers" "$KAIROS_ROOT/usr/local" || kairos_fail "cannot mount COS_PERSISTENT ($_pers)"
-	kairos_log "COS_PERSISTENT ($_pers) at /usr/local"
+	for _m in dev proc sys run; do
+		mkdir -p "$KAIROS_ROOT/$_m"
+		mount --bind "/$_m" "$KAIROS_ROOT/$_m" || kairos_fail "cannot bind /$_m into the new root"
+	done
+	kairos_log "running stage $1"
+	chroot "$KAIROS_ROOT" "$_agent" run-stage "$1" >/run/kairos-stage-"$1".log 2>&1 ||
+		kairos_log "stage $1 failed (see /run/kairos-stage-$1.log)"
+	for _m in run sys proc dev; do
+		umount "$KAIROS_ROOT/$_m" 2>/dev/null || umount -l "$KAIROS_ROOT/$_m"
+	done
+}
+
+# kairos_layout: the mounts /run/cos/cos-layout.env asks for (written by the rootfs stage;
+# framework/system/oem/11_persistency.yaml has the defaults): VOLUMES, an overlay on each
+# RW_PATHS entry, a bind mount from COS_PERSISTENT on each PERSISTENT_STATE_PATHS entry.
+kairos_layout() {
+	VOLUMES="LABEL=COS_OEM:/oem LABEL=COS_PERSISTENT:/usr/local"
+	RW_PATHS="/var /etc /srv"
+	PERSISTENT_STATE_PATHS=$KAIROS_PERSISTENT_PATHS
+	PERSISTENT_STATE_BIND=true
+	if [ "$KAIROS_MODE" = recovery ]; then
+		VOLUMES="LABEL=COS_OEM:/oem"
+		PERSISTENT_STATE_PATHS=""
+	fi
+	if [ -s /run/cos/cos-layout.env ]; then
+		# shellcheck source=/dev/null
+		. /run/cos/cos-layout.env
+		kairos_log "layout from /run/cos/cos-layout.env"
+	fi
+	set -f
+	for _v in $VOLUMES; do
+		_spec=${_v%%:*}
+		_where=${_v#*:}
+		case "$_spec" in
+		LABEL=*) kairos_mount_label "${_spec#LABEL=}" "$_where" || kairos_log "no ${_spec#LABEL=} partition: $_where not mounted" ;;
+		*) kairos_log "VOLUMES entry $_v ignored (only LABEL=... is supported)" ;;
+		esac
+	done
+	for _p in $RW_PATHS; do
+		_n=$(echo "${_p#/}" | tr / -)
+		mkdir -p "$KAIROS_ROOT$_p" "/run/overlay/$_n/upper" "/run/overlay/$_n/work"
+		mount -t overlay overlay -o "lowerdir=$KAIROS_ROOT$_p,upperdir=/run/overlay/$_n/upper,workdir=/run/overlay/$_n/work" "$KAIROS_ROOT$_p" ||
+			kairos_fail "cannot mount the overlay on $_p"
+	done
+	_store_root=$KAIROS_ROOT/usr/local/.state
+	if [ "$PERSISTENT_STATE_BIND" != true ] && [ -n "$PERSISTENT_STATE_PATHS" ]; then
+		kairos_log "PERSISTENT_STATE_BIND is not true: only bind mounts are supported, persistent paths stay ephemeral"
+		PERSISTENT_STATE_PATHS=""
+	fi
+	if [ -n "$PERSISTENT_STATE_PATHS" ] && ! grep -q " $KAIROS_ROOT/usr/local " /proc/mounts; then
+		kairos_log "no COS_PERSISTENT mounted: persistent paths stay ephemeral"
+		PERSISTENT_STATE_PATHS=""
+	fi
+	for _p in $PERSISTENT_STATE_PATHS; do
+		_store=$_store_root/$(echo "${_p#/}" | tr / -).bind
+		if [ ! -d "$_store" ]; then
+			mkdir -p "$_store"
+			# First boot: seed the persistent copy with what the image has there.
+			[ -d "$KAIROS_ROOT$_p" ] && cp -a "$KAIROS_ROOT$_p/." "$_store/" 2>/dev/null
+		fi
+		mkdir -p "$KAIROS_ROOT$_p"
+		mount --bind "$_store" "$KAIROS_ROOT$_p" || kairos_fail "cannot bind $_store on $_p"
+	done
+	set +f
+	mkdir -p "$KAIROS_ROOT/tmp"
+	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$KAIROS_ROOT/tmp"
+}
+
+kairos_state_mounts() {
+	# Older disks (no agent in the image, root=LABEL=COS_STATE): COS_OEM at /oem,
+	# COS_PERSISTENT at /usr/local with bind mounts for the persistent paths.
+	kairos_mount_label COS_OEM /oem
+	kairos_mount_label COS_PERSISTENT /usr/local || return 0
 	for _p in $KAIROS_PERSISTENT_PATHS; do
 		_store=$KAIROS_ROOT/usr/local/.state/$(echo "${_p#/}" | tr / -).bind
 		if [ ! -d "$_store" ]; then
 			mkdir -p "$_store"
-			# First boot: seed the persistent copy with what the image has there.
 			[ -d "$KAIROS_ROOT$_p" ] && cp -a "$KAIROS_ROOT$_p/." "$_store/" 2>/dev/null
 		fi
 		mkdir -p "$KAIROS_ROOT$_p"
@@ -304,11 +384,17 @@ kairos_main() {
 	live:http://* | live:https://* | live:tftp://*)
 		KAIROS_MODE=netboot
 		;;
-	LABEL=COS_RECOVERY)
+	LABEL=COS_RECOVERY | LABEL=COS_SYSTEM)
 		KAIROS_MODE=recovery
+		KAIROS_PART=COS_RECOVERY
+		;;
+	LABEL=COS_ACTIVE | LABEL=COS_PASSIVE | LABEL=COS_STATE)
+		KAIROS_MODE=installed
+		KAIROS_PART=COS_STATE
 		;;
 	LABEL=*)
 		KAIROS_MODE=installed
+		KAIROS_PART=${_root#LABEL=}
 		;;
 	"")
 		kairos_fail "no root= on the kernel command line (see docs/boot.md)"
@@ -332,26 +418,42 @@ kairos_main() {
 	case "$KAIROS_MODE" in
 	live) kairos_live_medium "${_root#live:}" ;;
 	netboot) kairos_netboot "${_root#live:}" ;;
-	installed | recovery) kairos_installed "$_root" "$_imgname" ;;
+	installed | recovery) kairos_installed "$KAIROS_PART" "$_imgname" ;;
 	esac
 
-	kairos_overlay_root /run/rootfsbase
-	if [ "$KAIROS_MODE" = installed ] || [ "$KAIROS_MODE" = recovery ]; then
-		kairos_flag rd.cos.disable || kairos_state_mounts
-	fi
 	echo "$KAIROS_MODE" >/run/kairos-boot-mode
-	# Upstream Kairos' sentinels: units and the agent test these.
+	# Upstream Kairos' sentinels: units, the agent and the rootfs stage's conditions test these.
 	mkdir -p /run/cos
 	case "$KAIROS_MODE" in
 	live | netboot) : >/run/cos/live_mode ;;
-	recovery) : >/run/cos/recovery_mode ;;
+	recovery)
+		: >/run/cos/recovery_mode
+		kairos_flag kairos.reset && : >/run/cos/autoreset_mode
+		;;
 	installed)
-		case "$_imgname" in
-		*passive*) : >/run/cos/passive_mode ;;
+		case "$_root:$_imgname" in
+		LABEL=COS_PASSIVE:* | *:*passive*) : >/run/cos/passive_mode ;;
 		*) : >/run/cos/active_mode ;;
 		esac
 		;;
 	esac
+
+	kairos_overlay_root /run/rootfsbase
+	if [ "$KAIROS_MODE" = installed ] || [ "$KAIROS_MODE" = recovery ]; then
+		if kairos_flag rd.cos.disable; then
+			:
+		elif [ -x "$KAIROS_ROOT/usr/bin/kairos-agent" ]; then
+			# immucore's order: COS_OEM (the user's config), stages.rootfs (writes the layout),
+			# the layout's mounts, stages.initramfs, then / read-only.
+			kairos_mount_label COS_OEM /oem || kairos_log "no COS_OEM partition"
+			kairos_run_stage rootfs
+			kairos_layout
+			kairos_run_stage initramfs
+			mount -o remount,ro "$KAIROS_ROOT" || kairos_fail "cannot make / read-only"
+		else
+			kairos_state_mounts
+		fi
+	fi
 
 	_init=$(kairos_arg init)
 	[ -n "$_init" ] || _init=/sbin/init
@@ -365,6 +467,7 @@ kairos_main() {
 		mkdir -p "$KAIROS_ROOT/$_m"
 		mount --move "/$_m" "$KAIROS_ROOT/$_m" || kairos_fail "cannot move /$_m into the new root"
 	done
+	# shellcheck disable=SC2093 # only reached again when switch_root cannot run
 	exec switch_root "$KAIROS_ROOT" "$_init"
 	kairos_fail "switch_root to $_init failed"
 }

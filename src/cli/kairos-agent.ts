@@ -3,7 +3,7 @@ import { Command } from "commander";
 import { enforceFips } from "../factory/fips.js";
 import { describeError } from "../sys/index.js";
 import { VERSION } from "../version.js";
-import { agentCommands } from "./commands/index.js";
+import { agentCommands } from "./commands/agent.js";
 import { action } from "./common.js";
 
 /** Set by scripts/build-agent (esbuild --define) for the FIPS flavor of the single executable. */

@@ -15,6 +15,7 @@ export const FRAMEWORK_UNITS: Readonly<Record<string, string>> = {
   "cos-setup-reconcile.service": "multi-user.target",
   "cos-setup-reconcile.timer": "timers.target",
   "kairos-installer.service": "multi-user.target",
+  "kairos-interactive.service": "multi-user.target",
   "kairos-grow-persistent.service": "sysinit.target",
 };
 
@@ -25,6 +26,7 @@ export const ENABLED_UNITS = [
   "cos-setup-network.service",
   "cos-setup-reconcile.timer",
   "kairos-installer.service",
+  "kairos-interactive.service",
   "kairos-grow-persistent.service",
 ] as const;
 

@@ -9,7 +9,7 @@ export const registerAgentState: Register = (program: Command) => {
   const state = program
     .command("state")
     .description(
-      "show how this node booted (live_boot, active_boot, passive_boot, recovery_boot) and its Kairos identity",
+      "show how this node booted (livecd_boot, active_boot, passive_boot, recovery_boot, autoreset_boot), its COS_* partitions and its Kairos identity",
     )
     .option("--root <dir>", "read the state of another root (default /)", "/")
     .action(
@@ -20,7 +20,7 @@ export const registerAgentState: Register = (program: Command) => {
     );
   state
     .command("get")
-    .description("print one field, e.g. `boot` or `kairos.version`")
+    .description("print one field, e.g. `boot`, `state.mounted` or `kairos.version`")
     .argument("<field>", "dotted path into the state")
     .action(
       action(async (field: string, _opts: unknown, cmd: Command) => {
@@ -33,7 +33,19 @@ export const registerAgentState: Register = (program: Command) => {
             `fields: ${Object.keys(s).join(", ")}`,
           );
         }
-        output(globals(cmd), v, () => (typeof v === "string" ? v : stringify(v).trimEnd()));
+        output(globals(cmd), v, () =>
+          typeof v === "object" && v !== null ? stringify(v).trimEnd() : String(v),
+        );
+      }),
+    );
+  state
+    .command("boot")
+    .description("print how this node booted (the same as `state get boot`)")
+    .action(
+      action(async (_opts: unknown, cmd: Command) => {
+        const parentOpts: { root?: string } = cmd.parent?.opts() ?? {};
+        const s = await readNodeState(parentOpts.root ?? "/");
+        output(globals(cmd), s.boot, () => s.boot);
       }),
     );
 };

@@ -1,6 +1,4 @@
 import type { Register } from "../common.js";
-import { registerAgentConfigCommands } from "./agent-config.js";
-import { registerAgentState } from "./agent-state.js";
 import { registerAuroraBoot } from "./auroraboot.js";
 import { registerBase } from "./base.js";
 import { registerBuild } from "./build.js";
@@ -20,5 +18,5 @@ export const kairosCommands: Register[] = [
   registerFactory,
 ];
 
-/** The `kairos-agent` (node) subcommands. */
-export const agentCommands: Register[] = [registerAgentConfigCommands, registerAgentState];
+/** The `kairos-agent` (node) subcommands live in their own registry: ./agent.ts. */
+export { agentCommands } from "./agent.js";

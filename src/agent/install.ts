@@ -1,0 +1,272 @@
+/**
+ * `kairos-agent install`: partition a disk with the layout of src/disk, copy the live
+ * system's image into one slot on COS_STATE (active and passive both name it) and one on
+ * COS_RECOVERY, install GRUB for BIOS and UEFI, copy the user's cloud-config to COS_OEM and
+ * run the install stages. docs/lifecycle.md is the contract. Every check runs before the
+ * first byte is written.
+ */
+import { existsSync } from "node:fs";
+import { copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { layoutFromConfig, type PlacedPartition, placeLayout, writeLayout } from "../disk/index.js";
+import { KairosError, run } from "../sys/index.js";
+import { type Disk, REAL_SYSTEM, resolveInstallDevice, type SystemPaths } from "./install-disks.js";
+import { pointLink, writeSlot } from "./slots.js";
+import { runStage } from "./stages/index.js";
+
+/** Where the live medium is mounted, and its files (upstream's paths). */
+export const LIVE_DIR = "/run/initramfs/live";
+
+/** Mount points of the new system's partitions during the install (upstream's /run/cos/*). */
+export const INSTALL_MOUNTS: Readonly<Record<string, string>> = {
+  efi: "/run/cos/efi",
+  oem: "/run/cos/oem",
+  recovery: "/run/cos/recovery",
+  state: "/run/cos/state",
+  persistent: "/run/cos/persistent",
+};
+
+/** Slack on COS_STATE besides its three slots (GRUB's modules and grub.cfg), MiB. */
+const STATE_SLACK_MIB = 32;
+
+export interface InstallSource {
+  image: string;
+  kernel: string;
+  initrd: string;
+  bytes: number;
+}
+
+/** The system to install: the live medium's rootfs.squashfs, its kernel and initrd (or the running image's /boot). */
+export async function liveSource(root = "/"): Promise<InstallSource> {
+  const live = join(root, LIVE_DIR);
+  const image = join(live, "rootfs.squashfs");
+  if (!existsSync(image)) {
+    throw new KairosError(
+      `no ${LIVE_DIR}/rootfs.squashfs: install runs on a live system (ISO or netboot)`,
+      "boot the Kairos ISO and run the install there; an installed node upgrades with `kairos-agent upgrade`",
+    );
+  }
+  const pick = (...c: string[]) => c.find((p) => existsSync(p));
+  const kernel = pick(join(live, "boot/kernel"), join(root, "boot/vmlinuz"));
+  const initrd = pick(join(live, "boot/initrd"), join(root, "boot/initrd"));
+  if (!kernel || !initrd) {
+    throw new KairosError(
+      "cannot find the kernel and initrd to install",
+      `looked for ${LIVE_DIR}/boot/{kernel,initrd} and /boot/{vmlinuz,initrd}`,
+    );
+  }
+  let bytes = 0;
+  for (const f of [image, kernel, initrd]) bytes += (await stat(f)).size;
+  return { image, kernel, initrd, bytes };
+}
+
+export interface InstallOptions {
+  /** The merged config the install follows (its `install:` section, users, stages). */
+  config: Record<string, unknown>;
+  /** The user's cloud-config written to COS_OEM as 90_custom.yaml (default: `config`). */
+  oemConfig?: string;
+  /** Overrides install.device. */
+  device?: string;
+  reboot?: boolean;
+  poweroff?: boolean;
+  log?: (line: string) => void;
+  paths?: SystemPaths;
+}
+
+export interface InstallPlan {
+  disk: Disk;
+  partitions: PlacedPartition[];
+  source: InstallSource;
+}
+
+const mib = (b: number) => Math.ceil(b / (1024 * 1024));
+
+/** Everything the install checks before writing: the device, the layout on it, the source fits. */
+export async function planInstall(opts: InstallOptions): Promise<InstallPlan> {
+  const install = (opts.config.install ?? {}) as Record<string, unknown>;
+  const layout = layoutFromConfig(install);
+  const disk = await resolveInstallDevice(
+    opts.device ?? (install.device as string | undefined),
+    opts.paths ?? REAL_SYSTEM,
+  );
+  const partitions = placeLayout(layout, disk.bytes, disk.device);
+  const source = await liveSource();
+  const slot = mib(source.bytes) + 1;
+  const state = partitions.find((p) => p.role === "state")!;
+  const recovery = partitions.find((p) => p.role === "recovery")!;
+  const stateNeed = 3 * slot + STATE_SLACK_MIB;
+  if (state.placedMiB < stateNeed) {
+    throw new KairosError(
+      `COS_STATE (${state.placedMiB} MiB) cannot hold three system slots of ${slot} MiB (active, passive, one upgrade)`,
+      `set install.partitions.state.size to at least ${stateNeed} (MiB)`,
+    );
+  }
+  if (recovery.placedMiB < slot + 8) {
+    throw new KairosError(
+      `COS_RECOVERY (${recovery.placedMiB} MiB) cannot hold the ${slot} MiB recovery system`,
+      `set install.partitions.recovery.size to at least ${slot + 8} (MiB)`,
+    );
+  }
+  return { disk, partitions, source };
+}
+
+async function mountAll(nodes: Map<string, string>): Promise<string[]> {
+  const done: string[] = [];
+  for (const [name, dir] of Object.entries(INSTALL_MOUNTS)) {
+    const dev = nodes.get(name);
+    if (!dev) continue;
+    await mkdir(dir, { recursive: true });
+    await run("mount", [dev, dir]);
+    done.push(dir);
+  }
+  return done;
+}
+
+async function umountAll(dirs: readonly string[]): Promise<void> {
+  for (const d of [...dirs].reverse()) await run("umount", [d]).catch(() => run("umount", ["-l", d]));
+}
+
+/** COS_STATE:/grub/grub.cfg, what grub-install's core image reads first: hands over to /grub2/grub.cfg. */
+export const GRUB_STUB_CFG = `# kairos-ts: GRUB's core image (BIOS and UEFI) reads this; the real menu is /grub2/grub.cfg.
+search --no-floppy --label --set=root COS_STATE
+configfile (\${root})/grub2/grub.cfg
+`;
+
+async function installGrub(device: string, log: (l: string) => void): Promise<void> {
+  const state = INSTALL_MOUNTS.state!;
+  const efi = INSTALL_MOUNTS.efi!;
+  await mkdir(join(state, "grub2"), { recursive: true });
+  const cfg = existsSync("/etc/cos/grub.cfg") ? "/etc/cos/grub.cfg" : undefined;
+  if (!cfg) throw new KairosError("the image has no /etc/cos/grub.cfg (the framework's GRUB configuration)");
+  await copyFile(cfg, join(state, "grub2", "grub.cfg"));
+  log(`GRUB (BIOS) on ${device}`);
+  await run("grub-install", [
+    "--target=i386-pc",
+    `--boot-directory=${state}`,
+    "--modules=part_gpt ext2",
+    device,
+  ]);
+  log("GRUB (UEFI): EFI/BOOT/BOOTX64.EFI");
+  await run("grub-install", [
+    "--target=x86_64-efi",
+    `--efi-directory=${efi}`,
+    `--boot-directory=${state}`,
+    "--removable",
+    "--no-nvram",
+  ]);
+  await writeFile(join(state, "grub", "grub.cfg"), GRUB_STUB_CFG);
+  if (existsSync("/sys/firmware/efi/efivars")) {
+    await run("efibootmgr", [
+      "-c",
+      "-d",
+      device,
+      "-p",
+      "2",
+      "-L",
+      "Kairos",
+      "-l",
+      "\\EFI\\BOOT\\BOOTX64.EFI",
+    ]).then(
+      () => log("UEFI boot entry 'Kairos' created"),
+      (err: unknown) =>
+        log(
+          `warning: no UEFI boot entry (efibootmgr failed: ${(err as Error).message}); EFI/BOOT/BOOTX64.EFI boots by default`,
+        ),
+    );
+  }
+}
+
+/** Run a stage against the new system: its image under a throwaway overlay, with /oem and /usr/local from the disk. */
+async function runChrootStage(
+  stage: string,
+  config: Record<string, unknown>,
+  log: (l: string) => void,
+): Promise<void> {
+  const base = "/run/cos/active";
+  const top = "/run/cos/transition";
+  const scratch = "/run/cos/transition-rw";
+  const mounted: string[] = [];
+  const m = async (args: string[], target: string) => {
+    await mkdir(target, { recursive: true });
+    await run("mount", [...args, target]);
+    mounted.push(target);
+  };
+  try {
+    await m(["-o", "ro,loop", join(INSTALL_MOUNTS.state!, "cOS", "active.img")], base);
+    await m(["-t", "tmpfs", "tmpfs"], scratch);
+    await mkdir(join(scratch, "upper"), { recursive: true });
+    await mkdir(join(scratch, "work"), { recursive: true });
+    await m(
+      [
+        "-t",
+        "overlay",
+        "overlay",
+        "-o",
+        `lowerdir=${base},upperdir=${scratch}/upper,workdir=${scratch}/work`,
+      ],
+      top,
+    );
+    for (const d of ["dev", "proc", "sys"]) await m(["--bind", `/${d}`], join(top, d));
+    await m(["--bind", INSTALL_MOUNTS.oem!], join(top, "oem"));
+    await m(["--bind", INSTALL_MOUNTS.persistent!], join(top, "usr/local"));
+    await runStage(stage, { root: top, config, log });
+  } finally {
+    await umountAll(mounted);
+  }
+}
+
+/** Install to disk. Returns the plan it carried out. */
+export async function install(opts: InstallOptions): Promise<InstallPlan> {
+  const log = opts.log ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const config = opts.config;
+  const install = (config.install ?? {}) as Record<string, unknown>;
+  const plan = await planInstall(opts);
+  log(`installing to ${plan.disk.device} (${mib(plan.disk.bytes)} MiB) from ${plan.source.image}`);
+  await runStage("before-install", { config, log });
+
+  const nodes = await writeLayout(plan.disk.device, plan.partitions, log);
+  const mounted = await mountAll(nodes);
+  try {
+    const meta = { source: `file:${plan.source.image}`, version: await kairosVersion() };
+    const src = { image: plan.source.image, kernel: plan.source.kernel, initrd: plan.source.initrd, meta };
+    const stateCos = join(INSTALL_MOUNTS.state!, "cOS");
+    log("copying the system image to COS_STATE (active and passive)");
+    const id = await writeSlot(stateCos, src);
+    await pointLink(stateCos, "active", `slots/${id}`);
+    await pointLink(stateCos, "passive", `slots/${id}`);
+    await pointLink(stateCos, "active.img", "active/system.img");
+    await pointLink(stateCos, "passive.img", "passive/system.img");
+    log("copying the recovery system to COS_RECOVERY");
+    const recCos = join(INSTALL_MOUNTS.recovery!, "cOS");
+    const rid = await writeSlot(recCos, src);
+    await pointLink(recCos, "recovery", `slots/${rid}`);
+    await pointLink(recCos, "recovery.img", "recovery/system.img");
+
+    await installGrub(plan.disk.device, log);
+    await run("grub-editenv", [join(INSTALL_MOUNTS.oem!, "grubenv"), "create"]);
+    const oemText = opts.oemConfig ?? `#cloud-config\n${stringify(config)}`;
+    await writeFile(join(INSTALL_MOUNTS.oem!, "90_custom.yaml"), oemText, { mode: 0o600 });
+    log("cloud-config written to COS_OEM as 90_custom.yaml");
+
+    await runChrootStage("after-install-chroot", config, log);
+    log("Running after-install hook");
+    await runStage("after-install", { config, log });
+    await run("sync", []);
+  } finally {
+    await umountAll(mounted);
+  }
+  log(`Installation finished on ${plan.disk.device}`);
+  const poweroff = opts.poweroff ?? install.poweroff === true;
+  const reboot = opts.reboot ?? install.reboot === true;
+  if (poweroff || reboot) {
+    log(poweroff ? "powering off" : "rebooting");
+    await run("systemctl", [poweroff ? "poweroff" : "reboot"]);
+  }
+  return plan;
+}
+
+async function kairosVersion(): Promise<string | undefined> {
+  const rel = await readFile("/etc/kairos-release", "utf8").catch(() => "");
+  return /^KAIROS_VERSION="?([^"\n]*)"?/m.exec(rel)?.[1];
+}

@@ -1,0 +1,212 @@
+/**
+ * Fixtures for the node lifecycle e2e tests (docs/lifecycle.md):
+ *
+ * - `lifecycleIso()`: `kairos build iso <default base>` with a cloud-config that installs
+ *   unattended (`install.auto: true`, `install.poweroff: true`, device auto) and a test-only
+ *   report unit (through --overlay-rootfs, not in the product).
+ * - `installedDiskFixture()`: that ISO booted under QEMU (UEFI) with an empty 32 GiB virtio
+ *   disk (sparse) and a 4 GiB one; the installer picks the larger, installs and powers off.
+ *   The disk is kept as a raw sparse file, keyed by everything that goes into it (src/,
+ *   framework/, this file, the base image); tests start from a qcow2 overlay of it
+ *   (`overlayOf`) and never install again.
+ *
+ * The report unit prints one line after multi-user (`KAIROS-LC-UP …`: boot state, the
+ * cloud-config user, the files the persistence test looks for, whether / is read-only) and,
+ * on an active boot, then writes those files, syncs and prints `KAIROS-LC-WROTE`.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ensureDefaultBase } from "../../src/base/index.js";
+import { run } from "../../src/sys/index.js";
+import { publishFixture } from "../helpers/fixture.js";
+import { BootFailure, boot, testCacheDir, type Vm } from "../helpers/qemu.js";
+import { hashTree, KAIROS, REPO } from "./iso-cli-fixture.js";
+
+export const LC_CLOUD_CONFIG = `#cloud-config
+install:
+  auto: true
+  device: auto
+  poweroff: true
+users:
+  - name: kairos
+    passwd: kairos
+    groups: [admin]
+stages:
+  initramfs:
+    - name: "lifecycle e2e, a file from the initramfs stage"
+      files:
+        - path: /etc/lc-initramfs-stage
+          content: "initramfs stage ran"
+          permissions: 0644
+  boot:
+    - name: "lifecycle e2e, refusals before the installer runs"
+      if: '[ -e /run/cos/live_mode ]'
+      commands:
+        - 'kairos-agent manual-install --device /dev/sr0 /run/initramfs/live/config.yaml >/tmp/r1 2>&1; echo "KAIROS-LC-REFUSE-LIVE rc=$? $(tr "\\n" " " </tmp/r1)" >/dev/ttyS0'
+        - 'kairos-agent manual-install --device /dev/vdb /run/initramfs/live/config.yaml >/tmp/r2 2>&1; echo "KAIROS-LC-REFUSE-SMALL rc=$? $(tr "\\n" " " </tmp/r2)" >/dev/ttyS0'
+  after-install:
+    - name: "lifecycle e2e, after-install ran"
+      commands:
+        - echo "KAIROS-LC-AFTER-INSTALL-STAGE" >/dev/ttyS0
+`;
+
+/** The report script (in the image at /usr/lib/kairos-e2e/lc-report, outside every persistent path). */
+export const LC_REPORT = `#!/bin/sh
+b=$(kairos-agent state boot 2>&1)
+rd() { cat "$1" 2>/dev/null || echo none; }
+if touch /lc-ro-probe 2>/dev/null; then ro=rw; rm -f /lc-ro-probe; else ro=ro; fi
+echo "KAIROS-LC-UP boot=$b user=$(id -u kairos 2>/dev/null || echo none) local=$(rd /usr/local/lc-local) persist=$(rd /root/lc-persist) etc=$(rd /etc/lc-ephemeral) initramfs=$(rd /etc/lc-initramfs-stage | tr ' ' _) root=$ro oem=$(ls /oem | tr '\\n' ,) state=$(kairos-agent state get state.mounted 2>&1)" >/dev/ttyS0
+if [ "$b" = active_boot ]; then
+	echo 1 >/usr/local/lc-local
+	echo 1 >/root/lc-persist
+	echo 1 >/etc/lc-ephemeral
+	sync
+	echo "KAIROS-LC-WROTE" >/dev/ttyS0
+fi
+`;
+
+export const LC_UNIT = `[Unit]
+Description=kairos-ts lifecycle e2e: report on the serial console
+After=multi-user.target cos-setup-boot.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/lib/kairos-e2e/lc-report
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+function inputsKey(baseKey: string): string {
+  const h = createHash("sha256").update(baseKey).update(LC_CLOUD_CONFIG).update(LC_REPORT).update(LC_UNIT);
+  for (const d of ["src", "framework"]) hashTree(h, join(REPO, d));
+  h.update(readFileSync(join(REPO, "test/e2e/lifecycle-fixture.ts")));
+  return h.digest("hex").slice(0, 16);
+}
+
+/** The auto-install ISO, cached under lifecycle-iso-<key>. */
+export async function lifecycleIso(): Promise<{ iso: string; key: string }> {
+  const base = await ensureDefaultBase({});
+  const key = inputsKey(base.key);
+  const dir = join(testCacheDir(), `lifecycle-iso-${key}`);
+  const iso = join(dir, "kairos.iso");
+  if (existsSync(iso)) return { iso, key };
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  const ov = join(tmp, "overlay");
+  mkdirSync(join(ov, "etc/systemd/system/multi-user.target.wants"), { recursive: true });
+  mkdirSync(join(ov, "usr/lib/kairos-e2e"), { recursive: true });
+  writeFileSync(join(ov, "usr/lib/kairos-e2e/lc-report"), LC_REPORT, { mode: 0o755 });
+  writeFileSync(join(ov, "etc/systemd/system/kairos-lc-report.service"), LC_UNIT);
+  await run("ln", [
+    "-s",
+    "/etc/systemd/system/kairos-lc-report.service",
+    join(ov, "etc/systemd/system/multi-user.target.wants/kairos-lc-report.service"),
+  ]);
+  writeFileSync(join(tmp, "config.yaml"), LC_CLOUD_CONFIG);
+  try {
+    const r = await run(KAIROS, [
+      "build",
+      "iso",
+      base.ref,
+      "--cloud-config",
+      join(tmp, "config.yaml"),
+      "--overlay-rootfs",
+      ov,
+      "--grub-timeout",
+      "1",
+      "--name",
+      "kairos",
+      "-o",
+      tmp,
+    ]);
+    writeFileSync(join(tmp, "build.log"), r.stderr + r.stdout);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  await publishFixture(tmp, dir, { iso }, "lifecycle-iso-");
+  return { iso, key };
+}
+
+/** Wait until the guest powers off (the kernel's last line, or QEMU exiting cleanly); seconds since start. */
+export async function poweredOff(vm: Vm, timeoutMs: number): Promise<number> {
+  try {
+    return (await vm.waitFor("reboot: Power down", timeoutMs)).seconds;
+  } catch (err) {
+    if (err instanceof BootFailure && /qemu exited \(status 0\)/.test(err.message)) return vm.elapsed();
+    throw err;
+  }
+}
+
+export interface InstalledDisk {
+  /** Raw, sparse, 32 GiB: never write to it; boot a copy or an overlay (`overlayOf`). */
+  disk: string;
+  iso: string;
+  /** Serial log of the install boot (the refusal markers are in it). */
+  installLog: string;
+  /** From QEMU start to power-off. */
+  installSeconds: number;
+}
+
+/** Size of the disk the installer writes to (upstream's default layout needs ~23.2 GiB). */
+export const DISK_BYTES = 32 * 1024 ** 3;
+
+/** A qemu `-drive` for a virtio disk. */
+export function virtioDrive(path: string, format: "raw" | "qcow2", opts = ""): string[] {
+  return ["-drive", `file=${path},format=${format},if=virtio${opts}`];
+}
+
+/** A writable qcow2 overlay of `base` (the base is never written). */
+export async function overlayOf(base: string, out: string): Promise<string> {
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, out]);
+  return out;
+}
+
+/**
+ * The installed disk (cached): auto-install from the ISO under UEFI onto a 32 GiB virtio disk,
+ * power-off. Also exercises the installer's refusals (the live medium, a too-small disk) in
+ * the same boot; their lines are in `installLog`.
+ */
+export async function installedDiskFixture(): Promise<InstalledDisk> {
+  const { iso, key } = await lifecycleIso();
+  const dir = join(testCacheDir(), `lifecycle-disk-${key}`);
+  const meta = join(dir, "fixture.json");
+  if (existsSync(meta)) return JSON.parse(readFileSync(meta, "utf8")) as InstalledDisk;
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const disk = join(tmp, "disk.raw");
+  const small = join(tmp, "small.raw");
+  await run("truncate", ["-s", String(DISK_BYTES), disk]);
+  await run("truncate", ["-s", "4G", small]);
+  const vm = await boot({
+    firmware: "uefi",
+    cdrom: iso,
+    workDir: tmp,
+    extraArgs: [...virtioDrive(disk, "raw"), ...virtioDrive(small, "raw")],
+  });
+  let seconds = 0;
+  try {
+    await vm.waitFor("KAIROS-INITRAMFS: switching root (live)", 600_000);
+    await vm.waitFor("Running after-install hook", 1_200_000);
+    seconds = await poweredOff(vm, 600_000);
+  } catch (err) {
+    writeFileSync(join(tmp, "..", `lifecycle-install-failed-${process.pid}.log`), vm.log());
+    await vm.stop();
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  const log = vm.log();
+  await vm.stop();
+  rmSync(small, { force: true });
+  writeFileSync(join(tmp, "install.log"), log);
+  const final: InstalledDisk = {
+    disk: join(dir, "disk.raw"),
+    iso,
+    installLog: join(dir, "install.log"),
+    installSeconds: seconds,
+  };
+  return publishFixture(tmp, dir, final, "lifecycle-disk-");
+}
