@@ -18,7 +18,12 @@ say() {
 	echo "kairos-grow-persistent: $*"
 }
 
-part=$(findfs LABEL=COS_PERSISTENT 2>/dev/null) || exit 0
+# Early in boot: let udev finish with the disks first (findfs itself probes the devices).
+udevadm settle --timeout=30 2>/dev/null || true
+part=$(findfs LABEL=COS_PERSISTENT 2>/dev/null) || {
+	echo "kairos-grow-persistent: no COS_PERSISTENT partition: nothing to do"
+	exit 0
+}
 part=$(readlink -f "$part")
 name=${part##*/}
 sys=/sys/class/block/$name
@@ -44,10 +49,11 @@ done
 last_usable=$((disk_sectors - 34))
 free=$((last_usable + 1 - end))
 if [ "$free" -lt 2048 ]; then
+	echo "kairos-grow-persistent: $part ends $free sectors before the end of $dev: nothing to do"
 	exit 0
 fi
 
-for tool in sfdisk resizepart resize2fs; do
+for tool in sfdisk resizepart resize2fs e2fsck; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
 		say "cannot grow COS_PERSISTENT: $tool is missing from the image"
 		exit 0
@@ -69,6 +75,13 @@ resizepart "$dev" "$num" "$new_size" || {
 	say "the kernel did not take the new size of $part (resizepart)"
 	exit 1
 }
+# resize2fs grows a mounted ext4 online; an unmounted one must be checked first.
+if ! grep -q "^$part " /proc/mounts; then
+	e2fsck -f -p "$part" || [ $? -le 1 ] || {
+		say "e2fsck $part failed; not resizing the filesystem"
+		exit 1
+	}
+fi
 resize2fs "$part" || {
 	say "resize2fs $part failed"
 	exit 1

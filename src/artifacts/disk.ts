@@ -30,7 +30,9 @@ import {
   createDiskFile,
   type DiskPlan,
   GPT_TYPE,
+  layoutFromConfig,
   type PartitionRequest,
+  type PartitionSpec,
   partitionNamed,
   planDisk,
   readPiece,
@@ -66,41 +68,42 @@ export interface DiskSizes {
   state?: number;
   /** COS_RECOVERY (default: one slot + 10% + 64 MiB). */
   recovery?: number;
-  oem?: number;
-  efi?: number;
   /** COS_PERSISTENT's least size when the disk size is not given (default 256 MiB; it grows on first boot). */
   persistent?: number;
 }
 
-/** Defaults of the fixed partitions (docs/lifecycle.md). */
-export const DISK_DEFAULTS = { biosBoot: MIB, efi: 64 * MIB, oem: 64 * MIB, persistent: 256 * MIB } as const;
+/** COS_PERSISTENT's least size in a disk image when no disk size is given (it grows on first boot). */
+export const DISK_PERSISTENT_MIN = 256 * MIB;
 
-/** Label of each partition, in order (docs/lifecycle.md); the BIOS boot partition has none. */
-export const DISK_PARTITIONS = [
-  "BIOS boot",
-  "COS_GRUB",
-  "COS_OEM",
-  "COS_RECOVERY",
-  "COS_STATE",
-  "COS_PERSISTENT",
-] as const;
+const GPT_TYPES: Readonly<Record<PartitionSpec["gptType"], string>> = {
+  EF02: GPT_TYPE.biosBoot,
+  EF00: GPT_TYPE.efiSystem,
+  "8300": GPT_TYPE.linux,
+};
 
 /** ext4 overhead allowance for a filesystem holding `bytes` of files: 10% + 64 MiB (journal, inodes). */
 function withOverhead(bytes: number): number {
   return Math.ceil((bytes * 1.1 + 64 * MIB) / MIB) * MIB;
 }
 
-/** The partition requests of a disk whose system slot takes `slotBytes`. */
-export function diskLayout(slotBytes: number, sizes: DiskSizes = {}): PartitionRequest[] {
+/**
+ * The installed node's layout (src/disk's declaration: names, labels, filesystems, order) with
+ * the sizes of a disk image: COS_STATE and COS_RECOVERY sized from the system slot (AuroraBoot
+ * sizes the state partition at three images plus room) unless given, COS_PERSISTENT the rest.
+ */
+export function diskLayout(
+  slotBytes: number,
+  sizes: DiskSizes = {},
+): { specs: PartitionSpec[]; requests: PartitionRequest[] } {
   const minState = withOverhead(3 * slotBytes);
   const minRecovery = withOverhead(slotBytes);
   const state = sizes.state ?? minState;
   const recovery = sizes.recovery ?? minRecovery;
   // One slot must fit whatever was asked; three are the default, not a requirement.
-  if (state < withOverhead(slotBytes)) {
+  if (state < minRecovery) {
     throw new KairosError(
       `COS_STATE of ${Math.round(state / MIB)} MiB cannot hold the system (${Math.ceil(slotBytes / MIB)} MiB)`,
-      `give at least ${withOverhead(slotBytes) / MIB} MiB (default: ${minState / MIB} MiB, room for an upgrade)`,
+      `give at least ${minRecovery / MIB} MiB (default: ${minState / MIB} MiB, room for an upgrade)`,
     );
   }
   if (recovery < minRecovery) {
@@ -109,14 +112,16 @@ export function diskLayout(slotBytes: number, sizes: DiskSizes = {}): PartitionR
       `give at least ${minRecovery / MIB} MiB`,
     );
   }
-  return [
-    { name: "BIOS boot", type: GPT_TYPE.biosBoot, size: DISK_DEFAULTS.biosBoot },
-    { name: "COS_GRUB", type: GPT_TYPE.efiSystem, size: sizes.efi ?? DISK_DEFAULTS.efi },
-    { name: "COS_OEM", type: GPT_TYPE.linux, size: sizes.oem ?? DISK_DEFAULTS.oem },
-    { name: "COS_RECOVERY", type: GPT_TYPE.linux, size: recovery },
-    { name: "COS_STATE", type: GPT_TYPE.linux, size: state },
-    { name: "COS_PERSISTENT", type: GPT_TYPE.linux, minSize: sizes.persistent ?? DISK_DEFAULTS.persistent },
-  ];
+  const specs = layoutFromConfig({}).partitions;
+  const requests = specs.map((p): PartitionRequest => {
+    const type = GPT_TYPES[p.gptType];
+    if (p.role === "state") return { name: p.name, type, size: state };
+    if (p.role === "recovery") return { name: p.name, type, size: recovery };
+    if (p.role === "persistent")
+      return { name: p.name, type, minSize: sizes.persistent ?? DISK_PERSISTENT_MIN };
+    return { name: p.name, type, size: p.sizeMiB * MIB };
+  });
+  return { specs, requests };
 }
 
 /** GRUB's empty environment block (what `grub-editenv FILE create` writes): 1024 bytes. */
@@ -213,7 +218,8 @@ export async function buildDisk(opts: DiskBuildOptions): Promise<DiskBuildResult
     );
     const slotBytes = sizes.reduce((a, b) => a + b, 0);
     const seed = `${epoch}/${live.tarBytes}/${slotBytes}/${JSON.stringify(live.release)}`;
-    const plan = planDisk(diskLayout(slotBytes, opts.sizes), { diskSize: opts.sizes?.disk, seed });
+    const layout = diskLayout(slotBytes, opts.sizes);
+    const plan = planDisk(layout.requests, { diskSize: opts.sizes?.disk, seed });
     const slot = slotId(epoch, seed);
 
     const task = opts.progress?.task(`disk image (${plan.size / MIB} MiB, ${opts.boot})`);
@@ -234,9 +240,9 @@ export async function buildDisk(opts: DiskBuildOptions): Promise<DiskBuildResult
         signal: opts.signal,
       });
       await createDiskFile(raw, plan);
-      await writeFilesystems(raw, plan, trees, boot.efiLoader, epoch, opts.signal);
+      await writeFilesystems(raw, plan, layout.specs, trees, boot.efiLoader, epoch, opts.signal);
       if (boot.coreImg && boot.bootImg) {
-        const bios = partitionNamed(plan, "BIOS boot");
+        const bios = partitionNamed(plan, roleName(layout.specs, "bios"));
         const mbr = await readPiece(raw, 0, 512);
         await writePieces(
           raw,
@@ -377,41 +383,62 @@ async function stageTrees(
   return trees;
 }
 
-/** Every filesystem of the plan, written in place. The four ext4 ones run two at a time. */
+/** The GPT name of the layout's partition with `role`. */
+function roleName(specs: readonly PartitionSpec[], role: PartitionSpec["role"]): string {
+  const p = specs.find((x) => x.role === role);
+  if (!p)
+    throw new KairosError(
+      `the partition layout has no ${role} partition`,
+      "check src/disk's layout declaration",
+    );
+  return p.name;
+}
+
+/** Every filesystem of the plan, written in place. The two big ext4 ones run side by side. */
 async function writeFilesystems(
   raw: string,
   plan: DiskPlan,
+  specs: readonly PartitionSpec[],
   trees: Trees,
   efiLoader: string | undefined,
   epoch: number,
   signal?: AbortSignal,
 ): Promise<void> {
-  const efi = partitionNamed(plan, "COS_GRUB");
+  const placed = (role: PartitionSpec["role"]) => {
+    const spec = specs.find((x) => x.role === role)!;
+    return { spec, p: partitionNamed(plan, roleName(specs, role)) };
+  };
+  const efi = placed("efi");
   await writeVfat({
     file: raw,
-    offset: efi.offset,
-    size: efi.size,
-    label: "COS_GRUB",
-    volumeId: volumeId(plan.partitions[1]!.guid),
+    offset: efi.p.offset,
+    size: efi.p.size,
+    label: efi.spec.label ?? "COS_GRUB",
+    volumeId: volumeId(efi.p.guid),
     files: efiLoader ? [{ from: efiLoader, to: "EFI/BOOT/BOOTX64.EFI" }] : [],
     signal,
   });
-  const ext4 = (label: "COS_OEM" | "COS_RECOVERY" | "COS_STATE" | "COS_PERSISTENT", dir: string) => {
-    const p = partitionNamed(plan, label);
+  const ext4 = (role: "oem" | "recovery" | "state" | "persistent", dir: string) => {
+    const { spec, p } = placed(role);
+    if (spec.fs !== "ext4" || !spec.label) {
+      throw new KairosError(
+        `the layout's ${role} partition is ${spec.fs}; disk images write ext4 only`,
+        "keep ext4 for the Kairos partitions",
+      );
+    }
     return writeExt4({
       file: raw,
       offset: p.offset,
       size: p.size,
-      label,
+      label: spec.label,
       uuid: p.guid.toLowerCase(),
       dir,
       epoch,
       signal,
     });
   };
-  // The two big ones (copying the system image) side by side, then the two small ones.
-  await Promise.all([ext4("COS_STATE", trees.state), ext4("COS_RECOVERY", trees.recovery)]);
-  await Promise.all([ext4("COS_OEM", trees.oem), ext4("COS_PERSISTENT", trees.persistent)]);
+  await Promise.all([ext4("state", trees.state), ext4("recovery", trees.recovery)]);
+  await Promise.all([ext4("oem", trees.oem), ext4("persistent", trees.persistent)]);
 }
 
 /** A FAT volume id (8 hex digits) from a partition GUID. */
