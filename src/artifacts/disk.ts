@@ -140,6 +140,8 @@ export interface DiskBuildOptions {
   boot: DiskBoot;
   /** Base name without extension (default: from kairos-release, else "kairos"). */
   name?: string;
+  /** Appended to the default name (AuroraBoot's disk.efi and disk.bios builds: "-efi", "-bios"). */
+  nameSuffix?: string;
   sizes?: DiskSizes;
   cloudConfigFile?: string;
   cloudConfig?: MediaCloudConfig;
@@ -205,7 +207,7 @@ export async function buildDisk(opts: DiskBuildOptions): Promise<DiskBuildResult
       progress: opts.progress,
       signal: opts.signal,
     });
-    const name = explicitName ?? isoNameFromRelease(live.release);
+    const name = explicitName ?? checkIsoName(`${isoNameFromRelease(live.release)}${opts.nameSuffix ?? ""}`);
     const grubCfg = await readFromSquashfs(live.squashfs, "/etc/cos/grub.cfg");
     if (grubCfg === undefined) {
       throw new KairosError(

@@ -283,4 +283,75 @@ describe("kairos build disk, as an unprivileged user", { timeout: 20 * 60_000 },
     assert.match(b.stderr, /no \/etc\/cos\/grub\.cfg/);
     assert.deepEqual(readdirSync(out), [], "nothing left in the output directory");
   });
+
+  it("AuroraBoot's disk keys: disk.efi and disk.bios with disk.state_size, into state_dir", async (t) => {
+    const dir = await tempDir(t);
+    chmodSync(dir, 0o755);
+    const tar = smallRootfs(dir);
+    const state = join(dir, "state");
+    mkdirSync(state);
+    sh("chown", ["65534:65534", state]);
+    const ab = (sets: string[]) =>
+      spawnSync(
+        "setpriv",
+        [
+          "--reuid",
+          "65534",
+          "--regid",
+          "65534",
+          "--clear-groups",
+          KAIROS,
+          "auroraboot",
+          "--rootfs-tar",
+          tar,
+          ...sets.flatMap((x) => ["--set", x]),
+        ],
+        {
+          encoding: "utf8",
+          env: {
+            ...process.env,
+            HOME: "/nonexistent",
+            TMPDIR: "/tmp",
+            SOURCE_DATE_EPOCH: EPOCH,
+            KAIROS_CACHE: "/nonexistent/cache",
+          },
+        },
+      );
+    const r = ab([
+      "disable_http_server=true",
+      "disable_netboot=true",
+      `state_dir=${state}`,
+      "disk.efi=true",
+      "disk.bios=true",
+      "disk.state_size=200",
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readdirSync(state).sort(), [
+      "kairos-test-v1.2.3-bios.raw",
+      "kairos-test-v1.2.3-efi.raw",
+    ]);
+    const efiDisk = join(state, "kairos-test-v1.2.3-efi.raw");
+    const biosDisk = join(state, "kairos-test-v1.2.3-bios.raw");
+    for (const d of [efiDisk, biosDisk]) {
+      assert.match(sh("sgdisk", ["-v", d]), /No problems found/);
+      assert.equal(partitions(d)[4]!.size * 512, 200 * MIB, "disk.state_size is COS_STATE's size");
+    }
+    // EFI only: no boot code in the MBR, BOOTX64.EFI on COS_GRUB; BIOS only: the reverse.
+    assert.ok(
+      readFileSync(efiDisk)
+        .subarray(0, 440)
+        .every((b) => b === 0),
+    );
+    assert.ok(
+      !readFileSync(biosDisk)
+        .subarray(0, 440)
+        .every((b) => b === 0),
+    );
+    const esp = (d: string) => extract(d, partitions(d)[1]!, join(dir, "esp.img"));
+    assert.match(sh("mdir", ["-i", esp(efiDisk), "::/EFI/BOOT"]), /BOOTX64\s+EFI/);
+    assert.notEqual(spawnSync("mdir", ["-i", esp(biosDisk), "::/EFI/BOOT"]).status, 0);
+    const stray = ab([`state_dir=${state}`, "disable_http_server=true", "disk.size=4000"]);
+    assert.notEqual(stray.status, 0);
+    assert.match(stray.stderr, /disk\.size given without a disk to build/);
+  });
 });

@@ -14,6 +14,12 @@ import {
 import { parseListen, serveDirectory, serveUntilStopped } from "../../netboot/http.js";
 import { KairosError } from "../../sys/index.js";
 import { action, globals, output, progressFor, type Register } from "../common.js";
+import {
+  AURORABOOT_DISK_KEYS,
+  auroraBootDiskPlan,
+  buildAuroraBootDisks,
+  serveStateDir,
+} from "./auroraboot-disk.js";
 import { abortOnSignals, resolveRootfs } from "./build.js";
 
 /** The AuroraBoot keys we understand, with their defaults (AuroraBoot's own where it has one). */
@@ -28,6 +34,7 @@ export const AURORABOOT_KEYS: Readonly<Record<string, string | undefined>> = {
   "iso.overlay_rootfs": undefined,
   listen_addr: ":8080",
   "netboot.cmdline": undefined,
+  ...AURORABOOT_DISK_KEYS,
 };
 
 export interface AuroraBootSettings {
@@ -150,6 +157,30 @@ export const registerAuroraBoot: Register = (program) => {
         const stop = abortOnSignals(progress);
         const imageRef = s.containerImage ? auroraBootImageRef(s.containerImage) : undefined;
         if (imageRef) progress.info(`Pulling container image '${s.containerImage}' (${imageRef})`);
+        // disk.* keys: build those disk images instead of the ISO (src/cli/commands/auroraboot-disk.ts).
+        const disks = auroraBootDiskPlan(o.set);
+        if (disks) {
+          const open = () =>
+            resolveRootfs(imageRef, { rootfsTar: o.rootfsTar, insecure: o.insecure }, stop.signal);
+          try {
+            const rs = await buildAuroraBootDisks({
+              plan: disks,
+              rootfs: open,
+              stateDir,
+              cloudConfig,
+              overlayRootfs: s.overlayRootfs,
+              progress,
+              signal: stop.signal,
+            });
+            output(g, { disks: rs }, () =>
+              rs.map((r) => `disk:     ${r.file} (${r.format}, ${r.boot})`).join("\n"),
+            );
+          } finally {
+            stop.dispose();
+          }
+          if (!s.disableHttpServer) await serveStateDir(stateDir, s.listenAddr, progress);
+          return;
+        }
         const src = await resolveRootfs(
           imageRef,
           { rootfsTar: o.rootfsTar, insecure: o.insecure },
