@@ -270,13 +270,19 @@ kairos_run_stage() {
 		kairos_log "no $_agent in the image: stage $1 skipped"
 		return 0
 	fi
+	if ! command -v chroot >/dev/null 2>&1; then
+		kairos_log "no chroot in this initramfs: stage $1 skipped"
+		return 0
+	fi
 	for _m in dev proc sys run; do
 		mkdir -p "$KAIROS_ROOT/$_m"
 		mount --bind "/$_m" "$KAIROS_ROOT/$_m" || kairos_fail "cannot bind /$_m into the new root"
 	done
-	kairos_log "running stage $1"
+	_t0=$(cut -d' ' -f1 /proc/uptime 2>/dev/null)
+	kairos_log "running stage $1 (at ${_t0}s)"
 	chroot "$KAIROS_ROOT" "$_agent" run-stage "$1" >/run/kairos-stage-"$1".log 2>&1 ||
 		kairos_log "stage $1 failed (see /run/kairos-stage-$1.log)"
+	kairos_log "stage $1 done (at $(cut -d' ' -f1 /proc/uptime 2>/dev/null)s)"
 	for _m in run sys proc dev; do
 		umount "$KAIROS_ROOT/$_m" 2>/dev/null || umount -l "$KAIROS_ROOT/$_m"
 	done
@@ -294,12 +300,18 @@ kairos_layout() {
 		VOLUMES="LABEL=COS_OEM:/oem"
 		PERSISTENT_STATE_PATHS=""
 	fi
-	if [ -s /run/cos/cos-layout.env ]; then
+	CUSTOM_BIND_MOUNTS=""
+	CUSTOM_EPHEMERAL_MOUNTS=""
+	for _env in /run/cos/cos-layout.env /run/cos/custom-layout.env; do
+		[ -s "$_env" ] || continue
 		# shellcheck source=/dev/null
-		. /run/cos/cos-layout.env
-		kairos_log "layout from /run/cos/cos-layout.env"
-	fi
-	set -f
+		. "$_env"
+		kairos_log "layout from $_env"
+	done
+	# install.bind_mounts / install.ephemeral_mounts (upstream's CUSTOM_* names).
+	RW_PATHS="$RW_PATHS $CUSTOM_EPHEMERAL_MOUNTS"
+	[ -n "$PERSISTENT_STATE_PATHS" ] && PERSISTENT_STATE_PATHS="$PERSISTENT_STATE_PATHS $CUSTOM_BIND_MOUNTS"
+	# No set -f here: kairos_find_label globs /sys/class/block/*. The lists hold plain paths.
 	for _v in $VOLUMES; do
 		_spec=${_v%%:*}
 		_where=${_v#*:}
@@ -333,7 +345,6 @@ kairos_layout() {
 		mkdir -p "$KAIROS_ROOT$_p"
 		mount --bind "$_store" "$KAIROS_ROOT$_p" || kairos_fail "cannot bind $_store on $_p"
 	done
-	set +f
 	mkdir -p "$KAIROS_ROOT/tmp"
 	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$KAIROS_ROOT/tmp"
 }

@@ -86,6 +86,7 @@ const mib = (b: number) => Math.ceil(b / (1024 * 1024));
 export async function planInstall(opts: InstallOptions): Promise<InstallPlan> {
   const install = (opts.config.install ?? {}) as Record<string, unknown>;
   const layout = layoutFromConfig(install);
+  customMountsConfig(install);
   const disk = await resolveInstallDevice(
     opts.device ?? (install.device as string | undefined),
     opts.paths ?? REAL_SYSTEM,
@@ -248,6 +249,11 @@ export async function install(opts: InstallOptions): Promise<InstallPlan> {
     const oemText = opts.oemConfig ?? `#cloud-config\n${stringify(config)}`;
     await writeFile(join(INSTALL_MOUNTS.oem!, "90_custom.yaml"), oemText, { mode: 0o600 });
     log("cloud-config written to COS_OEM as 90_custom.yaml");
+    const mounts = customMountsConfig(install);
+    if (mounts) {
+      await writeFile(join(INSTALL_MOUNTS.oem!, "91_custom_mounts.yaml"), mounts, { mode: 0o644 });
+      log("install.bind_mounts / install.ephemeral_mounts written to COS_OEM as 91_custom_mounts.yaml");
+    }
 
     await runChrootStage("after-install-chroot", config, log);
     log("Running after-install hook");
@@ -264,6 +270,39 @@ export async function install(opts: InstallOptions): Promise<InstallPlan> {
     await run("systemctl", [poweroff ? "poweroff" : "reboot"]);
   }
   return plan;
+}
+
+function pathList(v: unknown, key: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || v.some((p) => typeof p !== "string" || !/^\/[^\s"'$`\\]*$/.test(p))) {
+    throw new KairosError(`install.${key} must be a list of absolute paths without spaces or quotes`);
+  }
+  return v.map((p: string) => p.replace(/\/+$/, "") || "/");
+}
+
+/**
+ * The COS_OEM config that makes `install.bind_mounts` / `install.ephemeral_mounts` take
+ * effect at every boot: a rootfs step writing CUSTOM_BIND_MOUNTS / CUSTOM_EPHEMERAL_MOUNTS to
+ * /run/cos/custom-layout.env (upstream's file and names), which the early-boot script adds to
+ * the layout. Undefined when neither is set.
+ */
+export function customMountsConfig(install: Record<string, unknown>): string | undefined {
+  const bind = pathList(install.bind_mounts, "bind_mounts");
+  const eph = pathList(install.ephemeral_mounts, "ephemeral_mounts");
+  if (!bind.length && !eph.length) return undefined;
+  const cfg = {
+    name: "install.bind_mounts and install.ephemeral_mounts (written by kairos-agent install)",
+    stages: {
+      rootfs: [
+        {
+          name: "Custom mounts",
+          environment_file: "/run/cos/custom-layout.env",
+          environment: { CUSTOM_BIND_MOUNTS: bind.join(" "), CUSTOM_EPHEMERAL_MOUNTS: eph.join(" ") },
+        },
+      ],
+    },
+  };
+  return `#cloud-config\n${stringify(cfg)}`;
 }
 
 async function kairosVersion(): Promise<string | undefined> {

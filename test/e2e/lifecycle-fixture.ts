@@ -10,13 +10,16 @@
  *   framework/, this file, the base image); tests start from a qcow2 overlay of it
  *   (`overlayOf`) and never install again.
  *
+ * The refusals run only when a second disk (/dev/vdb) is attached, so a plain live boot of the
+ * ISO (bench/install-boot.ts) is not slowed by them.
+ *
  * The report unit prints one line after multi-user (`KAIROS-LC-UP …`: boot state, the
  * cloud-config user, the files the persistence test looks for, whether / is read-only) and,
  * on an active boot, then writes those files, syncs and prints `KAIROS-LC-WROTE`.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { ensureDefaultBase } from "../../src/base/index.js";
 import { run } from "../../src/sys/index.js";
 import { publishFixture } from "../helpers/fixture.js";
@@ -28,6 +31,10 @@ install:
   auto: true
   device: auto
   poweroff: true
+  bind_mounts:
+    - /var/lib/lc-bind
+  ephemeral_mounts:
+    - /usr/share/lc-eph
 users:
   - name: kairos
     passwd: kairos
@@ -41,7 +48,7 @@ stages:
           permissions: 0644
   boot:
     - name: "lifecycle e2e, refusals before the installer runs"
-      if: '[ -e /run/cos/live_mode ]'
+      if: '[ -e /run/cos/live_mode ] && [ -b /dev/vdb ]'
       commands:
         - 'kairos-agent manual-install --device /dev/sr0 /run/initramfs/live/config.yaml >/tmp/r1 2>&1; echo "KAIROS-LC-REFUSE-LIVE rc=$? $(tr "\\n" " " </tmp/r1)" >/dev/ttyS0'
         - 'kairos-agent manual-install --device /dev/vdb /run/initramfs/live/config.yaml >/tmp/r2 2>&1; echo "KAIROS-LC-REFUSE-SMALL rc=$? $(tr "\\n" " " </tmp/r2)" >/dev/ttyS0'
@@ -49,6 +56,9 @@ stages:
     - name: "lifecycle e2e, after-install ran"
       commands:
         - echo "KAIROS-LC-AFTER-INSTALL-STAGE" >/dev/ttyS0
+    - name: "lifecycle e2e, the floor for docs/benchmarks.md: cp + sync of the three image files on this guest"
+      commands:
+        - 'L=/run/initramfs/live; P=/run/cos/persistent; s=$(cut -d" " -f1 /proc/uptime); for i in 1 2 3; do cp $L/rootfs.squashfs $L/boot/kernel $L/boot/initrd $P/ && mkdir -p $P/lc-cp-$i && mv $P/rootfs.squashfs $P/kernel $P/initrd $P/lc-cp-$i/; done; sync; e=$(cut -d" " -f1 /proc/uptime); rm -rf $P/lc-cp-*; sync; echo "KAIROS-LC-CP-FLOOR start=$s end=$e" >/dev/ttyS0'
 `;
 
 /** The report script (in the image at /usr/lib/kairos-e2e/lc-report, outside every persistent path). */
@@ -56,11 +66,13 @@ export const LC_REPORT = `#!/bin/sh
 b=$(kairos-agent state boot 2>&1)
 rd() { cat "$1" 2>/dev/null || echo none; }
 if touch /lc-ro-probe 2>/dev/null; then ro=rw; rm -f /lc-ro-probe; else ro=ro; fi
-echo "KAIROS-LC-UP boot=$b user=$(id -u kairos 2>/dev/null || echo none) local=$(rd /usr/local/lc-local) persist=$(rd /root/lc-persist) etc=$(rd /etc/lc-ephemeral) initramfs=$(rd /etc/lc-initramfs-stage | tr ' ' _) root=$ro oem=$(ls /oem | tr '\\n' ,) state=$(kairos-agent state get state.mounted 2>&1)" >/dev/ttyS0
+echo "KAIROS-LC-UP boot=$b user=$(id -u kairos 2>/dev/null || echo none) local=$(rd /usr/local/lc-local) persist=$(rd /root/lc-persist) etc=$(rd /etc/lc-ephemeral) bind=$(rd /var/lib/lc-bind/f) eph=$(rd /usr/share/lc-eph/f) initramfs=$(rd /etc/lc-initramfs-stage | tr ' ' _) root=$ro oem=$(ls /oem | tr '\\n' ,) state=$(kairos-agent state get state.mounted 2>&1)" >/dev/ttyS0
 if [ "$b" = active_boot ]; then
 	echo 1 >/usr/local/lc-local
 	echo 1 >/root/lc-persist
 	echo 1 >/etc/lc-ephemeral
+	echo 1 >/var/lib/lc-bind/f
+	echo 1 >/usr/share/lc-eph/f
 	sync
 	echo "KAIROS-LC-WROTE" >/dev/ttyS0
 fi
@@ -85,8 +97,19 @@ function inputsKey(baseKey: string): string {
   return h.digest("hex").slice(0, 16);
 }
 
-/** The auto-install ISO, cached under lifecycle-iso-<key>. */
-export async function lifecycleIso(): Promise<{ iso: string; key: string }> {
+let isoOnce: Promise<{ iso: string; key: string }> | undefined;
+let diskOnce: Promise<InstalledDisk> | undefined;
+
+/**
+ * The auto-install ISO, cached under lifecycle-iso-<key>. The key is computed once per
+ * process, so every test of a run uses the same fixture even if sources change meanwhile.
+ */
+export function lifecycleIso(): Promise<{ iso: string; key: string }> {
+  isoOnce ??= buildLifecycleIso();
+  return isoOnce;
+}
+
+async function buildLifecycleIso(): Promise<{ iso: string; key: string }> {
   const base = await ensureDefaultBase({});
   const key = inputsKey(base.key);
   const dir = join(testCacheDir(), `lifecycle-iso-${key}`);
@@ -126,7 +149,8 @@ export async function lifecycleIso(): Promise<{ iso: string; key: string }> {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
   }
-  await publishFixture(tmp, dir, { iso }, "lifecycle-iso-");
+  await publishFixture(tmp, dir, { iso });
+  pruneStale("lifecycle-iso-", dir);
   return { iso, key };
 }
 
@@ -150,6 +174,9 @@ export interface InstalledDisk {
   installSeconds: number;
 }
 
+/** How long a boot may wait for the machine-wide QEMU lock (seven helpers share two cores). */
+export const LOCK_WAIT_MS = 60 * 60_000;
+
 /** Size of the disk the installer writes to (upstream's default layout needs ~23.2 GiB). */
 export const DISK_BYTES = 32 * 1024 ** 3;
 
@@ -169,7 +196,15 @@ export async function overlayOf(base: string, out: string): Promise<string> {
  * power-off. Also exercises the installer's refusals (the live medium, a too-small disk) in
  * the same boot; their lines are in `installLog`.
  */
-export async function installedDiskFixture(): Promise<InstalledDisk> {
+export function installedDiskFixture(): Promise<InstalledDisk> {
+  diskOnce ??= buildInstalledDisk();
+  diskOnce.catch(() => {
+    diskOnce = undefined;
+  });
+  return diskOnce;
+}
+
+async function buildInstalledDisk(): Promise<InstalledDisk> {
   const { iso, key } = await lifecycleIso();
   const dir = join(testCacheDir(), `lifecycle-disk-${key}`);
   const meta = join(dir, "fixture.json");
@@ -184,6 +219,7 @@ export async function installedDiskFixture(): Promise<InstalledDisk> {
   const vm = await boot({
     firmware: "uefi",
     cdrom: iso,
+    lockTimeoutMs: LOCK_WAIT_MS,
     workDir: tmp,
     extraArgs: [...virtioDrive(disk, "raw"), ...virtioDrive(small, "raw")],
   });
@@ -208,5 +244,20 @@ export async function installedDiskFixture(): Promise<InstalledDisk> {
     installLog: join(dir, "install.log"),
     installSeconds: seconds,
   };
-  return publishFixture(tmp, dir, final, "lifecycle-disk-");
+  const published = await publishFixture(tmp, dir, final);
+  pruneStale("lifecycle-disk-", dir);
+  return published;
+}
+
+/**
+ * Remove fixtures of the same kind built from other inputs, once they are a day old: several
+ * worktrees (other keys) share this cache and may be booting theirs right now.
+ */
+function pruneStale(prefix: string, keep: string): void {
+  const parent = dirname(keep);
+  for (const name of readdirSync(parent)) {
+    const p = join(parent, name);
+    if (!name.startsWith(prefix) || p === keep || name.includes(".tmp-")) continue;
+    if (Date.now() - statSync(p).mtimeMs > 24 * 3600_000) rmSync(p, { recursive: true, force: true });
+  }
 }

@@ -3,7 +3,8 @@
  * (install.auto) onto a virtio disk under UEFI and powers off, refusing the live medium and a
  * too-small disk first; the installed disk boots (UEFI twice, BIOS once) to `active_boot` with
  * the cloud-config user, a read-only /, the initramfs stage's file, and files under /usr/local
- * and /root (persistent) surviving a reboot while one under /etc does not.
+ * and /root (persistent) and on an install.bind_mounts path surviving a reboot, while one
+ * under /etc and one on an install.ephemeral_mounts path (writable although / is not) do not.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -11,10 +12,10 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { boot } from "../helpers/qemu.js";
 import { tempDir } from "../helpers/tmp.js";
-import { installedDiskFixture, overlayOf, virtioDrive } from "./lifecycle-fixture.js";
+import { installedDiskFixture, LOCK_WAIT_MS, overlayOf, virtioDrive } from "./lifecycle-fixture.js";
 
 describe("kairos-agent install from the ISO, then the installed system boots (QEMU TCG)", {
-  timeout: 60 * 60_000,
+  timeout: 150 * 60_000,
 }, () => {
   it("auto-installs under UEFI and powers off; refuses the live medium and a too-small disk first", async () => {
     const t0 = Date.now();
@@ -36,7 +37,12 @@ describe("kairos-agent install from the ISO, then the installed system boots (QE
     const fx = await installedDiskFixture();
     const work = await tempDir(t);
     const disk = await overlayOf(fx.disk, join(work, "disk.qcow2"));
-    const first = await boot({ firmware: "uefi", workDir: work, extraArgs: virtioDrive(disk, "qcow2") });
+    const first = await boot({
+      firmware: "uefi",
+      lockTimeoutMs: LOCK_WAIT_MS,
+      workDir: work,
+      extraArgs: virtioDrive(disk, "qcow2"),
+    });
     try {
       const sw = await first.waitFor("KAIROS-INITRAMFS: switching root (installed)", 600_000);
       const up = await first.waitFor(/KAIROS-LC-UP[^\r\n]*/, 600_000);
@@ -48,19 +54,28 @@ describe("kairos-agent install from the ISO, then the installed system boots (QE
       assert.match(up.match, /user=1000\b/, "the cloud-config's user exists");
       assert.match(up.match, /root=ro\b/, "/ is read-only");
       assert.match(up.match, /initramfs=initramfs_stage_ran\b/, "stages.initramfs ran before switch_root");
-      assert.match(up.match, /local=none persist=none etc=none/);
+      assert.match(up.match, /local=none persist=none etc=none bind=none eph=none/);
       assert.match(up.match, /oem=[^ ]*90_custom\.yaml/, "the cloud-config is on COS_OEM");
       assert.match(up.match, /state=true\b/, "state.mounted");
       await first.waitFor("KAIROS-LC-WROTE", 120_000);
     } finally {
       await first.stop();
     }
-    const second = await boot({ firmware: "uefi", workDir: work, extraArgs: virtioDrive(disk, "qcow2") });
+    const second = await boot({
+      firmware: "uefi",
+      lockTimeoutMs: LOCK_WAIT_MS,
+      workDir: work,
+      extraArgs: virtioDrive(disk, "qcow2"),
+    });
     try {
       const up = await second.waitFor(/KAIROS-LC-UP[^\r\n]*/, 600_000);
       console.log(`uefi second boot: multi-user ${up.seconds.toFixed(1)}s: ${up.match}`);
       assert.match(up.match, /boot=active_boot\b/);
-      assert.match(up.match, /local=1 persist=1 etc=none/, "/usr/local and /root persist, /etc is ephemeral");
+      assert.match(
+        up.match,
+        /local=1 persist=1 etc=none bind=1 eph=none/,
+        "/usr/local, /root and install.bind_mounts persist; /etc and install.ephemeral_mounts do not",
+      );
     } finally {
       await second.stop();
     }
