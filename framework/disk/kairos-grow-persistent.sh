@@ -63,7 +63,7 @@ done
 old_mib=$((size / 2048))
 # Keep the filesystem a whole number of MiB (the image's partitions all are).
 new_size=$(((last_usable + 1 - start) / 2048 * 2048))
-sfdisk --relocate gpt-bak-std "$dev" || {
+sfdisk --no-reread --no-tell-kernel --relocate gpt-bak-std "$dev" || {
 	say "sfdisk --relocate failed on $dev"
 	exit 1
 }
