@@ -67,7 +67,7 @@ export interface DiskBootImages {
 
 /**
  * Build (or take from the cache) the two installed-disk GRUB images for `grubCfg` (the
- * installed menu; only its `insmod` lines matter here). `which` skips the one not needed.
+ * installed menu; only its `insmod` lines matter here); `bios`/`efi` say which to make.
  */
 export async function diskBootImages(
   workDir: string,
