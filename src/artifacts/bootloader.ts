@@ -164,7 +164,7 @@ export async function grubPlatformIdentity(dir: string, modules: readonly string
 }
 
 /** Path, size and mtime of a tool's executable: changes when the tool is upgraded. */
-async function toolIdentity(tool: string): Promise<string> {
+export async function toolIdentity(tool: string): Promise<string> {
   const path = requireTool(tool);
   const st = await stat(path);
   return `${path} ${st.size} ${st.mtimeMs}`;
@@ -214,7 +214,7 @@ export async function bootImageKeys(opts: {
  * entry; two builds of one key write the same bytes). A corrupt entry is rebuilt and replaced.
  * Failing to write the cache does not fail the build.
  */
-async function cachedFile(
+export async function cachedFile(
   dir: string,
   name: string,
   out: string,

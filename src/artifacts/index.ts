@@ -2,6 +2,8 @@ export * from "./accel.js";
 export * from "./bootloader.js";
 export * from "./cloud-config.js";
 export * from "./console-watch.js";
+export * from "./disk.js";
+export * from "./disk-boot.js";
 export * from "./grub.js";
 export * from "./iso.js";
 export * from "./live.js";

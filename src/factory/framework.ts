@@ -18,6 +18,7 @@ export const FRAMEWORK_UNITS: Readonly<Record<string, string>> = {
   "kairos-boot-assessment.service": "multi-user.target",
   "kairos-reset.service": "multi-user.target",
   "kairos-interactive.service": "multi-user.target",
+  "kairos-grow-persistent.service": "sysinit.target",
 };
 
 /** Units `kairos init` enables, as the seed's Dockerfile does (the reconcile service runs from its timer). */
@@ -30,6 +31,7 @@ export const ENABLED_UNITS = [
   "kairos-boot-assessment.service",
   "kairos-reset.service",
   "kairos-interactive.service",
+  "kairos-grow-persistent.service",
 ] as const;
 
 /** One file of the framework, as it lands in the image. */
@@ -116,6 +118,9 @@ export async function frameworkFiles(opts: FrameworkOptions = {}): Promise<Frame
     files.push(await mem(`/etc/systemd/system/${unit}`, join(fw, "systemd", unit), 0o644));
   }
   files.push(await mem("/usr/lib/kairos/early-boot.sh", join(fw, "boot", "kairos-early-boot.sh"), 0o755));
+  files.push(
+    await mem("/usr/lib/kairos/grow-persistent.sh", join(fw, "disk", "kairos-grow-persistent.sh"), 0o755),
+  );
   for (const f of await dirFiles(join(fw, "dracut", "30kairos"))) {
     files.push(
       await mem(`/usr/lib/dracut/modules.d/30kairos/${f}`, join(fw, "dracut", "30kairos", f), 0o755),

@@ -63,6 +63,21 @@ export const AURORABOOT_KEYS: AuroraBootKey[] = [
     type: "string",
     help: "address the PXE server binds (default: all; ProxyDHCP answers on 67 and 4011)",
   },
+  ...["disk.efi", "disk.bios", "disk.raw", "disk.gce", "disk.vhd"].map(
+    (key): AuroraBootKey => ({
+      key,
+      type: "bool",
+      default: "false",
+      help: `build ${key === "disk.raw" ? "a raw hybrid (BIOS+UEFI)" : key.slice(5).toUpperCase()} disk image instead of the ISO (docs/media.md, Disk images)`,
+    }),
+  ),
+  { key: "disk.size", type: "string", help: "disk image size in MB (default: what the layout needs)" },
+  { key: "disk.state_size", type: "string", help: "COS_STATE size in MB (default: three system slots)" },
+  {
+    key: "disk.recovery_image_size",
+    type: "string",
+    help: "COS_RECOVERY size in MB (default: one system slot)",
+  },
   {
     key: "disable_iso",
     type: "bool",
@@ -138,7 +153,6 @@ export const AURORABOOT_KEYS: AuroraBootKey[] = [
 
 /** AuroraBoot keys kairos-ts does not have, and what to use instead. */
 const UNSUPPORTED: Record<string, string> = {
-  "disk.": "raw disk images are not built by `kairos auroraboot`; see `kairos build` in docs/media.md",
   "system.": "kairos auroraboot does not start a VM; boot the ISO with qemu yourself",
   "iso.extensions": "system extensions are not supported yet",
   "iso.extensions_catalog": "system extensions are not supported yet",

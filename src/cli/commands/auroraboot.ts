@@ -16,6 +16,7 @@ import { parseListen, serveDirectory, serveUntilStopped } from "../../netboot/in
 import { resolveSourceReference } from "../../oci/index.js";
 import { KairosError } from "../../sys/index.js";
 import { action, globals, output, progressFor, type Register } from "../common.js";
+import { auroraBootDiskPlan, buildAuroraBootDisks, serveStateDir } from "./auroraboot-disk.js";
 import {
   type AuroraBootSettings,
   flattenConfigFile,
@@ -258,6 +259,36 @@ export const registerAuroraBoot: Register = (program) => {
             )
           : undefined;
         if (resolved) progress.info(`Pulling container image '${s.containerImage}': ${resolved.reading}`);
+        // disk.* keys: build those disk images instead of the ISO (src/cli/commands/auroraboot-disk.ts).
+        const disks = auroraBootDiskPlan(
+          [...settings.values].filter(([k]) => k.startsWith("disk.")).map(([k, v]) => `${k}=${v}`),
+        );
+        if (disks) {
+          const open = () =>
+            resolveRootfs(
+              resolved?.ref,
+              { rootfsTar: o.rootfsTar, insecure: o.insecure || s.insecure },
+              stop.signal,
+            );
+          try {
+            const rs = await buildAuroraBootDisks({
+              plan: disks,
+              rootfs: open,
+              stateDir,
+              cloudConfig,
+              overlayRootfs: s.overlayRootfs,
+              progress,
+              signal: stop.signal,
+            });
+            output(g, { disks: rs }, () =>
+              rs.map((r) => `disk:     ${r.file} (${r.format}, ${r.boot})`).join("\n"),
+            );
+          } finally {
+            stop.dispose();
+          }
+          if (!s.disableHttpServer) await serveStateDir(stateDir, s.listenAddr, progress);
+          return;
+        }
         const src = await resolveRootfs(
           resolved?.ref,
           { rootfsTar: o.rootfsTar, insecure: o.insecure || s.insecure },

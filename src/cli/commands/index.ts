@@ -3,6 +3,7 @@ import { registerAuroraBoot } from "./auroraboot.js";
 import { registerBase } from "./base.js";
 import { registerBuild } from "./build.js";
 import { registerConfigCommands } from "./config.js";
+import { registerDisk } from "./disk.js";
 import { registerFactory } from "./factory.js";
 import { registerImage } from "./image.js";
 import { registerNetboot } from "./netboot.js";
@@ -13,6 +14,7 @@ export const kairosCommands: Register[] = [
   registerBase,
   registerImage,
   registerBuild,
+  registerDisk,
   registerAuroraBoot,
   registerFactory,
   registerNetboot,
