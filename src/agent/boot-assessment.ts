@@ -6,11 +6,12 @@ import type { BootState } from "./state.js";
 /**
  * Boot assessment, agent side (docs/lifecycle.md). GRUB turns `boot_assessment=trial` into
  * `tried` when it boots the new active image, and a `tried` it finds again (that boot never
- * confirmed) into `upgrade_failure=1` and the fallback entry. Each fallback boot GRUB makes for
- * a failure sets `passive_tried=1`; finding it still set, GRUB goes to recovery (no loop between
- * two broken images).
+ * confirmed) into `upgrade_failure=1` and the fallback entry. Before each fallback boot it makes
+ * for a failure it sets `fallback_assessment=tried`; finding it still set, GRUB goes to recovery
+ * (no loop between two broken images). This side clears what a boot that reached multi-user
+ * confirms.
  */
-export const ASSESSMENT_VARS = ["boot_assessment", "upgrade_failure", "passive_tried"] as const;
+export const ASSESSMENT_VARS = ["boot_assessment", "upgrade_failure", "fallback_assessment"] as const;
 
 export type AssessmentOutcome =
   | "confirmed" // an active boot after an upgrade reached multi-user: the upgrade stays
@@ -32,7 +33,7 @@ export async function assessBoot(
     await updateGrubenv(grubenv, {
       boot_assessment: undefined,
       upgrade_failure: undefined,
-      passive_tried: undefined,
+      fallback_assessment: undefined,
     });
     return "confirmed";
   }
@@ -42,7 +43,7 @@ export async function assessBoot(
       join(runDir, "upgrade_failure"),
       "the upgraded active image did not reach multi-user; booted the passive image\n",
     );
-    if (env.has("passive_tried")) await updateGrubenv(grubenv, { passive_tried: undefined });
+    if (env.has("fallback_assessment")) await updateGrubenv(grubenv, { fallback_assessment: undefined });
     return "fallback";
   }
   return "nothing";

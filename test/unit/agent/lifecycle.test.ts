@@ -58,10 +58,10 @@ describe("boot assessment, agent side", () => {
     assert.equal(await assessBoot("active_boot", env, join(dir, "run")), "nothing");
   });
 
-  it("records a fallback boot in /run/cos/upgrade_failure and clears passive_tried; state shows it", async (t) => {
+  it("records a fallback boot in /run/cos/upgrade_failure and clears fallback_assessment; state shows it", async (t) => {
     const root = await tempDir(t);
     const env = join(root, "grubenv");
-    await updateGrubenv(env, { upgrade_failure: "1", passive_tried: "1" });
+    await updateGrubenv(env, { upgrade_failure: "1", fallback_assessment: "tried" });
     await mkdir(join(root, "run/cos"), { recursive: true });
     await writeFile(join(root, "run/cos/passive_mode"), "");
     assert.equal(await assessBoot("passive_boot", env, join(root, "run/cos")), "fallback");
