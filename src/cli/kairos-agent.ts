@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from "commander";
-import { enforceFips } from "../factory/index.js";
+// The module itself, not factory/index.js: the agent bundle must carry no build-host code.
+import { enforceFips } from "../factory/fips.js";
 import { describeError } from "../sys/index.js";
 import { VERSION } from "../version.js";
 import { agentCommands } from "./commands/agent.js";

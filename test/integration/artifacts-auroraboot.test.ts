@@ -230,8 +230,35 @@ test("AuroraBoot config file, disable_iso, [[ .key ]] values and the iso name ke
       "",
     ].join("\n"),
   );
-  const r = kairos(["auroraboot", cfg, "--set", "node_name=edge-7"]);
-  assert.equal(r.status, 0, r.stderr);
+  // disable_http_server with netboot on: the PXE server (on loopback) serves until Ctrl-C.
+  const child: ChildProcess = spawn(
+    KAIROS,
+    [
+      "auroraboot",
+      cfg,
+      "--set",
+      "node_name=edge-7",
+      "--set",
+      "netboot_listen_addr=127.0.0.1",
+      "--set",
+      "netboot_http_port=0",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  t.after(() => child.kill("SIGKILL"));
+  let stderr = "";
+  child.stderr!.on("data", (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const deadline = Date.now() + 120_000;
+  let http: string | undefined;
+  while (!http) {
+    http = /netboot: ProxyDHCP .* HTTP (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1];
+    if (Date.now() > deadline) assert.fail(`netboot server did not start:\n${stderr}`);
+    if (child.exitCode !== null) assert.fail(`auroraboot exited early:\n${stderr}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
   assert.deepEqual(readdirSync(state), ["netboot"], "no ISO with disable_iso");
   assert.deepEqual(readdirSync(join(state, "netboot")).sort(), [
     "config.yaml",
@@ -244,5 +271,11 @@ test("AuroraBoot config file, disable_iso, [[ .key ]] values and the iso name ke
     readFileSync(join(state, "netboot", "config.yaml"), "utf8"),
     "#cloud-config\nhostname: edge-7\n",
   );
-  assert.match(r.stderr, /is the local OCI layout/);
+  // The PXE server hands out the rendered config as config_url.
+  const served = await fetch(`${http}/config.yaml`);
+  assert.equal(served.status, 200);
+  assert.equal(await served.text(), "#cloud-config\nhostname: edge-7\n");
+  assert.match(stderr, /is the local OCI layout/);
+  child.kill("SIGINT");
+  assert.equal(await exited, 0, stderr);
 });

@@ -383,7 +383,8 @@ export const registerAuroraBoot: Register = (program) => {
                     kernel: netboot.kernel!,
                     initrd: netboot.initrd!,
                     squashfs: netboot.squashfs!,
-                    config: cloudConfig ? join(isoDir, "config.yaml") : undefined,
+                    // With disable_iso the config is written beside the netboot files only.
+                    config: cloudConfig ? join(s.disableIso ? nbDir : isoDir, "config.yaml") : undefined,
                   },
                   cmdline: s.netbootCmdline,
                   address: s.netbootListenAddr,
