@@ -98,7 +98,10 @@ describe("AuroraBoot keys", () => {
   it("refuses typos under AuroraBoot's blocks and keys kairos-ts lacks; keeps other keys as free values", () => {
     assert.throws(() => resolveAuroraBootSettings([["iso.nmae", "x"]]), /unknown AuroraBoot key 'iso\.nmae'/);
     assert.throws(() => resolveAuroraBootSettings([["system.memory", "4096"]]), /not supported by kairos-ts/);
-    assert.throws(() => resolveAuroraBootSettings([["disk.eif", "true"]]), /unknown AuroraBoot key 'disk\.eif'/);
+    assert.throws(
+      () => resolveAuroraBootSettings([["disk.eif", "true"]]),
+      /unknown AuroraBoot key 'disk\.eif'/,
+    );
     assert.equal(resolveAuroraBootSettings([["disk.efi", "true"]]).values.get("disk.efi"), "true");
     assert.throws(() => resolveAuroraBootSettings([["arch", "arm64"]]), /amd64 media only/);
     const s = resolveAuroraBootSettings([["node_name", "edge-1"]]);
