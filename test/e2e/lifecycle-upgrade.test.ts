@@ -137,7 +137,7 @@ async function pushImages(layout: string, reg: TestRegistry): Promise<void> {
   }
 }
 
-describe("upgrade, boot assessment, power cuts and reset on an installed node (QEMU TCG, UEFI)", {
+describe("upgrade from the registry and the confirmed trial boot on an installed node (QEMU TCG, UEFI)", {
   timeout: 150 * MIN,
 }, () => {
   let work: string;
