@@ -123,14 +123,3 @@ export async function openKairosRootfs(
     throw err;
   }
 }
-
-/**
- * AuroraBoot's `container_image` spelling: `docker://NAME` means the local Docker daemon and a
- * bare reference means a registry. Our transports are skopeo's (`docker://` is a registry,
- * `docker-daemon:` the daemon), so translate; every other transport passes through.
- */
-export function auroraBootImageRef(value: string): string {
-  if (value.startsWith("docker://")) return `docker-daemon:${value.slice("docker://".length)}`;
-  if (/^(oci|oci-archive|docker-archive|docker-daemon|dir):/.test(value)) return value;
-  return `docker://${value}`;
-}

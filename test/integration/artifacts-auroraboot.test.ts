@@ -18,6 +18,36 @@ function kairos(args: string[]) {
   return spawnSync(KAIROS, args, { encoding: "utf8" });
 }
 
+/** `kairos auroraboot ARGS` as a server: wait for a stderr line, stop it with SIGINT. */
+function serveAuroraBoot(t: { after(fn: () => void): void }, args: string[]) {
+  const child: ChildProcess = spawn(KAIROS, ["auroraboot", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  t.after(() => child.kill("SIGKILL"));
+  let stderr = "";
+  child.stderr!.on("data", (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  return {
+    stderr: () => stderr,
+    /** The first capture of `re` in stderr, once it appears (fails after 120 s or an early exit). */
+    async waitFor(re: RegExp): Promise<string> {
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        const m = re.exec(stderr)?.[1];
+        if (m) return m;
+        if (Date.now() > deadline) assert.fail(`no ${re} from auroraboot:\n${stderr}`);
+        if (child.exitCode !== null) assert.fail(`auroraboot exited early:\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    /** Ctrl-C, then the exit code. */
+    async interrupt(): Promise<number | null> {
+      child.kill("SIGINT");
+      return exited;
+    },
+  };
+}
+
 /** An OCI image layout with the fixture rootfs as its single (uncompressed) layer. */
 async function fixtureLayout(dir: string, opts: Parameters<typeof writeFixtureTar>[1] = {}): Promise<string> {
   const layout = join(dir, "layout");
@@ -123,44 +153,27 @@ test("netboot files, HTTP server with ranges, clean exit on Ctrl-C", async (t) =
   const dir = await tempDir(t);
   const layout = await fixtureLayout(dir);
   const state = join(dir, "state");
-  const child: ChildProcess = spawn(
-    KAIROS,
-    [
-      "auroraboot",
-      "--set",
-      `container_image=oci:${layout}`,
-      "--set",
-      `state_dir=${state}`,
-      "--set",
-      "listen_addr=127.0.0.1:0",
-      "--set",
-      "iso.name=node",
-      "--set",
-      "cloud_config=#cloud-config\nhostname: inline\n",
-      "--set",
-      "netboot.cmdline=install-mode",
-      // The PXE server starts too: keep it on loopback (its UDP ports need root).
-      "--set",
-      "netboot_listen_addr=127.0.0.1",
-      "--set",
-      "netboot_http_port=0",
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  t.after(() => child.kill("SIGKILL"));
-  let stderr = "";
-  child.stderr!.on("data", (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  const deadline = Date.now() + 120_000;
-  let url: string | undefined;
-  while (!url) {
-    url = /Serving .* on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1];
-    if (Date.now() > deadline) assert.fail(`server did not start:\n${stderr}`);
-    if (child.exitCode !== null) assert.fail(`auroraboot exited early:\n${stderr}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const ab = serveAuroraBoot(t, [
+    "--set",
+    `container_image=oci:${layout}`,
+    "--set",
+    `state_dir=${state}`,
+    "--set",
+    "listen_addr=127.0.0.1:0",
+    "--set",
+    "iso.name=node",
+    "--set",
+    "cloud_config=#cloud-config\nhostname: inline\n",
+    "--set",
+    "netboot.cmdline=install-mode",
+    // The PXE server starts too: keep it on loopback (its UDP ports need root).
+    "--set",
+    "netboot_listen_addr=127.0.0.1",
+    "--set",
+    "netboot_http_port=0",
+  ]);
+  const url = await ab.waitFor(/Serving .* on (http:\/\/127\.0\.0\.1:\d+)/);
+  const stderr = ab.stderr();
   assert.match(
     stderr,
     /netboot: ProxyDHCP .* on 127\.0\.0\.1, boots bios, uefi-x64; HTTP http:\/\/127\.0\.0\.1:\d+/,
@@ -193,9 +206,8 @@ test("netboot files, HTTP server with ranges, clean exit on Ctrl-C", async (t) =
   const listing = await (await fetch(`${url}/`)).text();
   assert.equal(listing, "iso/\nnetboot/\n");
 
-  child.kill("SIGINT");
-  assert.equal(await exited, 0, stderr);
-  assert.match(stderr, /http server stopped \(SIGINT\)/);
+  assert.equal(await ab.interrupt(), 0, ab.stderr());
+  assert.match(ab.stderr(), /http server stopped \(SIGINT\)/);
   assert.ok(existsSync(join(state, "iso", "node.iso")));
 });
 
@@ -231,34 +243,16 @@ test("AuroraBoot config file, disable_iso, [[ .key ]] values and the iso name ke
     ].join("\n"),
   );
   // disable_http_server with netboot on: the PXE server (on loopback) serves until Ctrl-C.
-  const child: ChildProcess = spawn(
-    KAIROS,
-    [
-      "auroraboot",
-      cfg,
-      "--set",
-      "node_name=edge-7",
-      "--set",
-      "netboot_listen_addr=127.0.0.1",
-      "--set",
-      "netboot_http_port=0",
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  t.after(() => child.kill("SIGKILL"));
-  let stderr = "";
-  child.stderr!.on("data", (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  const deadline = Date.now() + 120_000;
-  let http: string | undefined;
-  while (!http) {
-    http = /netboot: ProxyDHCP .* HTTP (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1];
-    if (Date.now() > deadline) assert.fail(`netboot server did not start:\n${stderr}`);
-    if (child.exitCode !== null) assert.fail(`auroraboot exited early:\n${stderr}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const ab = serveAuroraBoot(t, [
+    cfg,
+    "--set",
+    "node_name=edge-7",
+    "--set",
+    "netboot_listen_addr=127.0.0.1",
+    "--set",
+    "netboot_http_port=0",
+  ]);
+  const http = await ab.waitFor(/netboot: ProxyDHCP .* HTTP (http:\/\/127\.0\.0\.1:\d+)/);
   assert.deepEqual(readdirSync(state), ["netboot"], "no ISO with disable_iso");
   assert.deepEqual(readdirSync(join(state, "netboot")).sort(), [
     "config.yaml",
@@ -275,7 +269,6 @@ test("AuroraBoot config file, disable_iso, [[ .key ]] values and the iso name ke
   const served = await fetch(`${http}/config.yaml`);
   assert.equal(served.status, 200);
   assert.equal(await served.text(), "#cloud-config\nhostname: edge-7\n");
-  assert.match(stderr, /is the local OCI layout/);
-  child.kill("SIGINT");
-  assert.equal(await exited, 0, stderr);
+  assert.match(ab.stderr(), /is the local OCI layout/);
+  assert.equal(await ab.interrupt(), 0, ab.stderr());
 });

@@ -4,7 +4,6 @@ import { xorrisoArgs } from "../../../src/artifacts/iso.js";
 import { checkIsoName, isoNameFromRelease } from "../../../src/artifacts/live.js";
 import { compareVersions, parseEnvFile } from "../../../src/artifacts/rootfs-files.js";
 import { squashfsKeepsXattr } from "../../../src/artifacts/rootfs-stream.js";
-import { auroraBootImageRef } from "../../../src/artifacts/source.js";
 import { tar2sqfsArgs } from "../../../src/artifacts/squashfs.js";
 
 test("ISO name comes from kairos-release, else 'kairos'", () => {
@@ -35,13 +34,6 @@ test("env files parse with quotes", () => {
     KAIROS_VERSION: "v1",
     X: "a b",
   });
-});
-
-test("AuroraBoot image spellings map to our transports", () => {
-  assert.equal(auroraBootImageRef("docker://test-byoi"), "docker-daemon:test-byoi");
-  assert.equal(auroraBootImageRef("quay.io/kairos/debian:latest"), "docker://quay.io/kairos/debian:latest");
-  assert.equal(auroraBootImageRef("oci-archive:/x.tar"), "oci-archive:/x.tar");
-  assert.equal(auroraBootImageRef("oci:/dir:tag"), "oci:/dir:tag");
 });
 
 test("tar2sqfs gets zstd level, block size and jobs; bad values are refused", () => {
