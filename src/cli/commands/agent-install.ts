@@ -48,6 +48,7 @@ export const registerAgentInstall: Register = (program: Command) => {
     )
     .action(
       action(async (opts: PowerOpts & { auto?: boolean }) => {
+        // Checked before anything is read: a contradictory command line changes nothing.
         const when = power(opts);
         const { config, oem } = await nodeConfig();
         if (opts.auto) {
@@ -68,7 +69,7 @@ export const registerAgentInstall: Register = (program: Command) => {
           config,
           oemConfig: oem,
           ...(opts.device ? { device: opts.device } : {}),
-          ...power(opts),
+          ...when,
         });
         return 0;
       }),
@@ -95,7 +96,7 @@ export const registerAgentInstall: Register = (program: Command) => {
           config,
           oemConfig: text,
           ...(opts.device ? { device: opts.device } : {}),
-          ...power(opts),
+          ...when,
         });
         return 0;
       }),
@@ -108,6 +109,7 @@ export const registerAgentInstall: Register = (program: Command) => {
     .option("--poweroff", "power off when done")
     .action(
       action(async (opts: PowerOpts) => {
+        const when = power(opts);
         const answers = await installDialogue(process.stdin, process.stdout);
         if (!answers) return 1;
         const { config } = await nodeConfig();
@@ -116,7 +118,7 @@ export const registerAgentInstall: Register = (program: Command) => {
           ...answers.config,
           install: { ...(config.install as object), device: answers.device },
         };
-        await install({ config: merged, oemConfig: answers.text, device: answers.device, ...power(opts) });
+        await install({ config: merged, oemConfig: answers.text, device: answers.device, ...when });
         return 0;
       }),
     );
