@@ -1,7 +1,7 @@
 /**
  * A private network for boot tests: a network namespace with a bridge (10.77.0.1/24) and tap
  * devices on it, so QEMU guests, DHCP and PXE servers talk to each other and to nothing else.
- * Processes started in it are killed and the namespace is deleted by `destroy()`, which the
+ * Processes started in it are stopped (SIGTERM, then SIGKILL) and the namespace is deleted by `destroy()`, which the
  * tests call from `t.after` so it also runs on failure.
  */
 import { spawnSync } from "node:child_process";
@@ -45,8 +45,23 @@ export function createNetns(prefix: string, taps: string[]): Netns {
       return Object.assign(child, { output: () => text });
     },
     async destroy() {
-      for (const c of children) c.kill("SIGKILL");
-      await Promise.all(children.map((c) => c.done.catch(() => {})));
+      // SIGTERM first, so servers run their own cleanup (the netboot server removes its TFTP
+      // directory under /tmp); SIGKILL whatever has not exited 5 s later.
+      for (const c of children) c.kill("SIGTERM");
+      await Promise.all(
+        children.map(async (c) => {
+          let timer: NodeJS.Timeout | undefined;
+          const late = new Promise<void>((r) => {
+            timer = setTimeout(() => {
+              c.kill("SIGKILL");
+              r();
+            }, 5000);
+          });
+          await Promise.race([c.done.catch(() => {}), late]);
+          clearTimeout(timer);
+          await c.done.catch(() => {});
+        }),
+      );
       // Anything else still inside (a stray child) goes too, then the namespace.
       const pids = spawnSync("ip", ["netns", "pids", name], { encoding: "utf8" })
         .stdout.split(/\s+/)
