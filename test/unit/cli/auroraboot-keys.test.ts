@@ -51,7 +51,7 @@ describe("AuroraBoot keys", () => {
     const at = new Date("2026-12-01T10:00:00Z");
     const plan = (sets: string[]) => planFrom(resolveAuroraBootSettings(splitSets(sets)), at);
     assert.equal(plan([]).isoName, "kairos");
-    assert.equal(plan(["iso.name=edge", "iso.include_date=true"]).isoName, "edge-20261201");
+    assert.equal(plan(["iso.name=edge", "iso.include_date=true"]).isoName, "edge.20261201");
     assert.equal(
       plan(["iso.name=edge", "iso.include_date=true", "iso.override_name=exact"]).isoName,
       "exact",
