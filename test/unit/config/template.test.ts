@@ -73,6 +73,46 @@ describe("Go templates with sprig", () => {
   });
 });
 
+describe("upstream's own templates render", () => {
+  it("renders the templates in Kairos' assets, examples, docs and agent tests", () => {
+    const cases: [source: string, template: string, data: Record<string, unknown>, want: string][] = [
+      ["kairos-io/kairos tests/assets/autoinstall.yaml", "kairos-{{ trunc 4 .Random }}", DATA, "kairos-r4nd"],
+      [
+        "kairos-io/kairos examples/cloud-configs/master.yaml",
+        "metal-{{ trunc 4 .MachineID }}",
+        DATA,
+        "metal-0123",
+      ],
+      [
+        "kairos-io/kairos-docs content/en/docs/Reference/stage_modules.md",
+        "node-{{ trunc 4 .MachineID }}",
+        DATA,
+        "node-0123",
+      ],
+      ["yip README (node-data interpolation)", 'echo "{{.Values.node.hostname}}"', DATA, 'echo "n1"'],
+      [
+        "kairos-io/kairos-agent tests/fixtures/template/test.yaml",
+        'configTest: "{{.Config.testKey | upper}}"\nstateTest: "{{.State.uuid | trunc 8}}"',
+        { Config: { testKey: "testValue" }, State: { uuid: "0f1e2d3c4b5a6978" } },
+        'configTest: "TESTVALUE"\nstateTest: "0f1e2d3c"',
+      ],
+    ];
+    for (const [source, t, data, want] of cases) assert.equal(renderTemplate(t, data), want, source);
+  });
+  it("renders AuroraBoot's master-template.yaml with [[ ]] and leaves the node's {{ }} for later", () => {
+    // kairos-io/kairos examples/auroraboot/master-template.yaml
+    const t =
+      "#cloud-config\n\nhostname: metal-{{ trunc 4 .MachineID }}\nusers:\n- name: kairos\n  # Change to your pass here\n  passwd: [[.kairos.password]]\n  ssh_authorized_keys:\n  # Replace with your github user and un-comment the line below:\n  - github:[[.github.user]]\n\nk3s:\n  enabled: true\n  args:\n  - --disable=traefik,servicelb\n";
+    const out = renderTemplate(t, { kairos: { password: "secret" }, github: { user: "me" } }, ["[[", "]]"]);
+    assert.match(out, /passwd: secret\n/);
+    assert.match(out, /- github:me\n/);
+    assert.match(out, /hostname: metal-\{\{ trunc 4 \.MachineID \}\}/);
+    const r = validateConfig(parse(out));
+    assert.deepEqual([r.errors, r.warnings], [[], []]);
+    assert.equal(renderTemplate("metal-{{ trunc 4 .MachineID }}", DATA), "metal-0123");
+  });
+});
+
 describe("Go template control structures and variables", () => {
   const D = {
     ...DATA,
