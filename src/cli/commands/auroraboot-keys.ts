@@ -121,7 +121,12 @@ export const AURORABOOT_KEYS: AuroraBootKey[] = [
     type: "string",
     help: "ISO base name, used as given (wins over iso.name and iso.include_date)",
   },
-  { key: "iso.include_date", type: "bool", default: "false", help: "append .YYYYMMDD (local date) to the ISO name, as enki" },
+  {
+    key: "iso.include_date",
+    type: "bool",
+    default: "false",
+    help: "append .YYYYMMDD (local date) to the ISO name, as enki",
+  },
   {
     key: "iso.extend-live-cmdline",
     type: "string",
