@@ -222,7 +222,24 @@ export const KNOWN_STAGES: readonly string[] = (() => {
     `after-${a}-chroot`,
     `before-${a}-chroot`,
   ]);
-  const all = [...boot, ...hooks, "kairos-install.pre", "kairos-install.after", "kairos-uki-install"];
+  // kairos-docs Architecture/cloud-init.md lists these, and the provider's bootstrap stages per role.
+  const uki = ["install", "reset", "upgrade"].flatMap((a) => [
+    `kairos-uki-${a}.pre`,
+    `kairos-uki-${a}.after`,
+  ]);
+  const provider = ["master", "worker"].flatMap((r) => [
+    `provider-kairos.bootstrap.before.${r}`,
+    `provider-kairos.bootstrap.after.${r}`,
+  ]);
+  const all = [
+    ...boot,
+    ...hooks,
+    "kairos-install.pre",
+    "kairos-install.after",
+    "kairos-uki-install",
+    ...uki,
+    ...provider,
+  ];
   return all.flatMap((s) => [s, `${s}.before`, `${s}.after`]);
 })();
 
