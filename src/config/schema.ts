@@ -125,9 +125,6 @@ const systemImage: Schema = {
 
 const partition: Schema = { type: "object", properties: { size, fs, label: str(), name: str() } };
 
-/** A yip step key we accept (upstream has it) but do not check or act on. */
-const anyValue: Schema = { "x-open": true };
-
 /** One yip step. */
 export const STEP_SCHEMA: Schema = {
   type: "object",
@@ -191,8 +188,23 @@ export const STEP_SCHEMA: Schema = {
     git: { type: "object", "x-open": true },
     systemd_firstboot: { type: "object", additionalProperties: scalar },
     unpack_images: { type: "array", items: { type: "object", "x-open": true } },
-    package_pins: anyValue,
-    if_files: anyValue,
+    package_pins: {
+      type: "object",
+      additionalProperties: {
+        type: ["string", "number", "boolean", "null"],
+        "x-expected": "a version (package_pins maps a package name to its version)",
+      },
+      description: "package name → version to pin before installs (yip: map[string]string)",
+    },
+    if_files: {
+      type: "object",
+      description: "run the step only if files exist: any (one of), all, none (yip's IfFiles)",
+      properties: {
+        any: strList("run if at least one of these files exists"),
+        all: strList("run if all of these files exist"),
+        none: strList("run if none of these files exists"),
+      },
+    },
   },
 };
 
@@ -210,7 +222,24 @@ export const KNOWN_STAGES: readonly string[] = (() => {
     `after-${a}-chroot`,
     `before-${a}-chroot`,
   ]);
-  const all = [...boot, ...hooks, "kairos-install.pre", "kairos-install.after", "kairos-uki-install"];
+  // kairos-docs Architecture/cloud-init.md lists these, and the provider's bootstrap stages per role.
+  const uki = ["install", "reset", "upgrade"].flatMap((a) => [
+    `kairos-uki-${a}.pre`,
+    `kairos-uki-${a}.after`,
+  ]);
+  const provider = ["master", "worker"].flatMap((r) => [
+    `provider-kairos.bootstrap.before.${r}`,
+    `provider-kairos.bootstrap.after.${r}`,
+  ]);
+  const all = [
+    ...boot,
+    ...hooks,
+    "kairos-install.pre",
+    "kairos-install.after",
+    "kairos-uki-install",
+    ...uki,
+    ...provider,
+  ];
   return all.flatMap((s) => [s, `${s}.before`, `${s}.after`]);
 })();
 

@@ -470,8 +470,21 @@ function walkUnknown(
     }
     if (!schema.properties) continue;
     const s = suggest(k, Object.keys(props));
-    out.push(note(cfg, sub, `unknown key, ignored${s.length ? ` — did you mean ${quoteList(s)}?` : ""}`));
+    // Bundles read their own top-level blocks (metallb:, example: in kairos-docs Advanced/bundles.md).
+    const forBundle = path.length === 0 && !s.length && usesBundles(cfg.value);
+    out.push(
+      note(
+        cfg,
+        sub,
+        `unknown key, ignored${s.length ? ` — did you mean ${quoteList(s)}?` : forBundle ? " by kairos-ts (a bundle may read it)" : ""}`,
+      ),
+    );
   }
+}
+
+function usesBundles(value: unknown): boolean {
+  const v = value as { bundles?: unknown; install?: { bundles?: unknown } } | null;
+  return Array.isArray(v?.bundles) || Array.isArray(v?.install?.bundles);
 }
 
 function quoteList(names: string[]): string {

@@ -206,18 +206,24 @@ export interface ResolvedSource {
 const PATH_LIKE = /^(\/|\.\.?(\/|$)|~)/;
 
 /**
- * Read an image source the way Kairos users write it (AuroraBoot's `container_image`,
- * `kairos-agent upgrade --source`), keeping skopeo's spellings working:
+ * The one rule for an image source as Kairos users write it, for AuroraBoot's `container_image`
+ * and `kairos-agent upgrade --source` alike. Upstream reads both with the same function
+ * (kairos-sdk `types/images` NewSrcFromURI: `oci:`/`docker:` and no scheme are registry images,
+ * `dir:` a directory, `file:` a raw filesystem image, `ocifile:` an image tarball); we keep
+ * skopeo's spellings working beside it:
  *
  * - `docker://REF`, `docker:REF`, `oci://REF` and a bare `REF` are registry images. With
  *   `preferDaemon` (AuroraBoot, whose users mount the Docker socket) `docker://REF` and
  *   `docker:REF` read the local Docker daemon when one is reachable.
  * - `oci:X[:TAG]` is the one spelling both mean something by: skopeo's local OCI layout, or
- *   Kairos' registry image. It is a **local layout when X is an existing directory or looks
- *   like a path** (starts with `/`, `./`, `../` or `~`), and a registry image otherwise.
- * - `dir:PATH` is a root filesystem directory; `ocifile:PATH` and `file:PATH` an image
- *   tarball (`docker save` format, our docker-archive:).
- * - `oci-archive:`, `docker-archive:`, `docker-daemon:` pass through.
+ *   Kairos' registry image. It is a **local layout when X (before the first `:`) is an existing
+ *   directory or looks like a path** (starts with `/`, `./`, `../` or `~`), and a registry
+ *   image otherwise.
+ * - `dir:PATH` is a root filesystem directory; `ocifile:PATH` an image tarball (`docker save`
+ *   format, our docker-archive:).
+ * - `file:PATH` (upstream: a raw filesystem image to loop-mount) is refused: we have no reader.
+ * - `oci-archive:`, `docker-archive:`, `docker-daemon:` pass through; another `SCHEME://` is
+ *   refused.
  */
 export function resolveSourceReference(
   value: string,
@@ -241,11 +247,15 @@ export function resolveSourceReference(
     case "dir":
       if (!rest) throw new KairosError(`invalid image reference '${v}': no path`, "use dir:/path/to/rootfs");
       return { ref: `dir:${rest}`, reading: `${v} is the root filesystem directory ${rest}` };
-    case "file":
     case "ocifile":
       if (!rest)
-        throw new KairosError(`invalid image reference '${v}': no path`, `use ${name}:/path/to/image.tar`);
+        throw new KairosError(`invalid image reference '${v}': no path`, "use ocifile:/path/to/image.tar");
       return { ref: `docker-archive:${rest}`, reading: `${v} is the image tarball ${rest}` };
+    case "file":
+      throw new KairosError(
+        `image source '${v}': a raw filesystem image (upstream's file:) is not supported`,
+        "use ocifile:/path/to/image.tar for an image tarball, dir:/path for a root filesystem, or an image reference",
+      );
     case "docker":
       if (opts.preferDaemon && probe.dockerDaemon?.()) {
         return { ref: `docker-daemon:${rest}`, reading: `${v} is ${rest} in the local Docker daemon` };
@@ -263,6 +273,11 @@ export function resolveSourceReference(
       return registry(rest, ` (no directory ${path} here, so not a local layout)`);
     }
     default:
+      if (scheme?.[2])
+        throw new KairosError(
+          `image source '${v}' has a transport we do not read`,
+          "use oci:HOST/REPO:TAG, docker://…, oci:LAYOUT_DIR, ocifile:, dir:, oci-archive:, docker-archive: or docker-daemon:",
+        );
       // No scheme, or a registry host with a port (localhost:5000/x), which is not one.
       return registry(v, "");
   }

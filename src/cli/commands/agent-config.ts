@@ -1,7 +1,14 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { stringify } from "yaml";
-import { expandStage, nodeTemplateData, randomString, runStage, stepsOf } from "../../agent/index.js";
+import {
+  expandStage,
+  nodeTemplateData,
+  randomString,
+  readNodeState,
+  runStage,
+  stepsOf,
+} from "../../agent/index.js";
 import {
   CLOUD_CONFIG_SCHEMA,
   ConfigError,
@@ -218,8 +225,11 @@ export const registerAgentConfigCommands: Register = (program: Command) => {
         const c = await collectConfig({ root: opts.root, cmdline: false });
         for (const e of c.errors) process.stderr.write(`warning: ${e.message}\n`);
         const node = nodeTemplateData(opts.root);
+        // Upstream (kairos-agent pkg/action/render_template.go) gives .Config and .State (the
+        // `kairos-agent state` document); .Values, .MachineID and .Random are the stage values.
+        const State = await readNodeState(opts.root);
         const data = Object.defineProperties(
-          { Config: c.merged.value, Random: randomString() },
+          { Config: c.merged.value, State, Random: randomString() },
           {
             Values: { enumerable: true, get: () => node.Values },
             MachineID: {

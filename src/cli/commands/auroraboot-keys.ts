@@ -22,7 +22,7 @@ export const AURORABOOT_KEYS: AuroraBootKey[] = [
   {
     key: "container_image",
     type: "string",
-    help: "the image: docker://REF, docker:REF, oci://REF, oci:REF or a bare REF (registry); dir:, file:, ocifile: (local)",
+    help: "the image: docker://REF, docker:REF, oci://REF, oci:REF or a bare REF (registry); oci:DIR (a local layout when DIR is a directory), dir:, ocifile: (local)",
     differs: "oci:X is a local OCI layout when X is a directory or looks like a path (skopeo's meaning)",
   },
   { key: "state_dir", type: "string", default: "/tmp/auroraboot", help: "everything is written here" },
@@ -121,7 +121,12 @@ export const AURORABOOT_KEYS: AuroraBootKey[] = [
     type: "string",
     help: "ISO base name, used as given (wins over iso.name and iso.include_date)",
   },
-  { key: "iso.include_date", type: "bool", default: "false", help: "append -YYYYMMDD (UTC) to the ISO name" },
+  {
+    key: "iso.include_date",
+    type: "bool",
+    default: "false",
+    help: "append .YYYYMMDD (local date) to the ISO name, as enki",
+  },
   {
     key: "iso.extend-live-cmdline",
     type: "string",

@@ -52,9 +52,11 @@ export interface AuroraBootPlan {
 export function planFrom(s: AuroraBootSettings, now = new Date()): AuroraBootPlan {
   const v = (k: string) => s.values.get(k);
   const bool = (k: string) => v(k) === "true";
-  const date = now.toISOString().slice(0, 10).replace(/-/g, "");
+  // enki's BuildISOAction.burnISO: NAME.YYYYMMDD.iso, from the local clock (time.Now()).
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const date = `${now.getFullYear()}${pad(now.getMonth() + 1)}${pad(now.getDate())}`;
   const override = v("iso.override_name");
-  const name = override ?? `${v("iso.name")}${bool("iso.include_date") ? `-${date}` : ""}`;
+  const name = override ?? `${v("iso.name")}${bool("iso.include_date") ? `.${date}` : ""}`;
   const live = [
     v("iso.extend-live-cmdline"),
     v("iso.live_console") ? `console=${v("iso.live_console")}` : undefined,

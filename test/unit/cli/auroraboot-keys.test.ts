@@ -10,68 +10,8 @@ import {
   resolveAuroraBootSettings,
   splitSets,
 } from "../../../src/cli/commands/auroraboot-keys.js";
-import { resolveSourceReference } from "../../../src/oci/index.js";
 
-const noDirs = { isDirectory: () => false };
-
-describe("image sources as Kairos users write them", () => {
-  it("reads docker://, docker:, oci://, registry-looking oci: and bare references as registry images", () => {
-    for (const [value, ref] of [
-      ["docker://quay.io/kairos/ubuntu:24.04", "docker://quay.io/kairos/ubuntu:24.04"],
-      ["docker:quay.io/kairos/ubuntu:24.04", "docker://quay.io/kairos/ubuntu:24.04"],
-      ["oci://localhost:5000/kairos/test:v1", "docker://localhost:5000/kairos/test:v1"],
-      ["oci:quay.io/kairos/ubuntu:24.04", "docker://quay.io/kairos/ubuntu:24.04"],
-      ["quay.io/kairos/ubuntu:24.04", "docker://quay.io/kairos/ubuntu:24.04"],
-      ["localhost:5000/x:1", "docker://localhost:5000/x:1"],
-      ["ubuntu:24.04", "docker://ubuntu:24.04"],
-    ] as const) {
-      assert.equal(resolveSourceReference(value, noDirs).ref, ref, value);
-    }
-  });
-  it("keeps skopeo's oci:DIR[:TAG] a local layout when DIR exists or looks like a path", () => {
-    const r = resolveSourceReference("oci:build/layout:latest", { isDirectory: (p) => p === "build/layout" });
-    assert.equal(r.ref, "oci:build/layout:latest");
-    assert.match(r.reading, /local OCI layout build\/layout \(tag latest\)/);
-    assert.equal(resolveSourceReference("oci:/nonexistent", noDirs).ref, "oci:/nonexistent");
-    assert.equal(resolveSourceReference("oci:./l:v2", noDirs).ref, "oci:./l:v2");
-    assert.match(
-      resolveSourceReference("oci:quay.io/a/b:1", noDirs).reading,
-      /no directory quay\.io\/a\/b here/,
-    );
-  });
-  it("reads dir:, file: and ocifile: as local sources; skopeo transports pass through", () => {
-    assert.equal(resolveSourceReference("dir:/srv/rootfs", noDirs).ref, "dir:/srv/rootfs");
-    assert.equal(resolveSourceReference("ocifile:/tmp/i.tar", noDirs).ref, "docker-archive:/tmp/i.tar");
-    assert.equal(resolveSourceReference("file:/tmp/i.tar", noDirs).ref, "docker-archive:/tmp/i.tar");
-    for (const v of ["oci-archive:/x.tar", "docker-archive:/x.tar:@0", "docker-daemon:img:1"]) {
-      assert.equal(resolveSourceReference(v, noDirs).ref, v);
-    }
-  });
-  it("uses the local Docker daemon for docker:// only when asked and when one is there", () => {
-    const probe = { isDirectory: () => false, dockerDaemon: () => true };
-    assert.equal(
-      resolveSourceReference("docker://test-byoi", probe, { preferDaemon: true }).ref,
-      "docker-daemon:test-byoi",
-    );
-    assert.equal(resolveSourceReference("docker://test-byoi", probe).ref, "docker://test-byoi");
-    assert.equal(
-      resolveSourceReference(
-        "docker://test-byoi",
-        { ...probe, dockerDaemon: () => false },
-        { preferDaemon: true },
-      ).ref,
-      "docker://test-byoi",
-    );
-  });
-  it("refuses malformed references with the reason", () => {
-    assert.throws(
-      () => resolveSourceReference("oci:Quay.io/UPPER:1", noDirs),
-      /not a valid repository path component/,
-    );
-    assert.throws(() => resolveSourceReference("", noDirs), /empty image reference/);
-    assert.throws(() => resolveSourceReference("dir:", noDirs), /no path/);
-  });
-});
+// The image-source rule (container_image) and its table: test/unit/oci/source-reference.test.ts.
 
 describe("AuroraBoot keys", () => {
   it("fills in AuroraBoot's defaults and types booleans", () => {
@@ -111,7 +51,7 @@ describe("AuroraBoot keys", () => {
     const at = new Date("2026-12-01T10:00:00Z");
     const plan = (sets: string[]) => planFrom(resolveAuroraBootSettings(splitSets(sets)), at);
     assert.equal(plan([]).isoName, "kairos");
-    assert.equal(plan(["iso.name=edge", "iso.include_date=true"]).isoName, "edge-20261201");
+    assert.equal(plan(["iso.name=edge", "iso.include_date=true"]).isoName, "edge.20261201");
     assert.equal(
       plan(["iso.name=edge", "iso.include_date=true", "iso.override_name=exact"]).isoName,
       "exact",

@@ -57,8 +57,16 @@ describe("kairos-agent: upstream's commands and flags", () => {
       rmSync(bad);
     }
   });
-  it("render-template renders a file with .Config, .Values and .MachineID; an unknown function names its line", async () => {
+  it("render-template renders a file with .Config, .State, .Values and .MachineID; an unknown function names its line", async () => {
     const t = join(root, "t.tpl");
+    // The shape of upstream's fixture (kairos-agent tests/fixtures/template/test.yaml), with a
+    // state field we have: .Config and .State are what upstream's render-template offers.
+    writeFileSync(
+      t,
+      'configTest: "{{.Config.install.device | upper}}"\nstateTest: "{{.State.boot | trunc 6}}"\n',
+    );
+    const up = await agent(["render-template", "-f", t, "--root", root]);
+    assert.equal(up.stdout, 'configTest: "/DEV/VDA"\nstateTest: "unknow"\n', up.stderr);
     writeFileSync(
       t,
       "{{ (index .Config.users 0).name }} {{ .Values.os.vendor | upper }} {{ trunc 4 .MachineID }}\n",
