@@ -187,7 +187,12 @@ export const STEP_SCHEMA: Schema = {
     packages: {
       type: "object",
       // yip pkg/plugins/packages.go runs them in this order: refresh, upgrade, install, remove.
-      properties: { refresh: bool(), upgrade: bool("upgrade every package"), install: strList(), remove: strList() },
+      properties: {
+        refresh: bool(),
+        upgrade: bool("upgrade every package"),
+        install: strList(),
+        remove: strList(),
+      },
     },
     git: { type: "object", "x-open": true },
     systemd_firstboot: { type: "object", additionalProperties: scalar },
