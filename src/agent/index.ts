@@ -10,5 +10,6 @@ export * from "./reset.js";
 export * from "./slots.js";
 export * from "./stages/index.js";
 export * from "./state.js";
+export * from "./state-system.js";
 export * from "./upgrade.js";
 export * from "./upgrade-source.js";

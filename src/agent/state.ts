@@ -2,6 +2,7 @@ import { readdir, readFile, readlink, realpath, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 // The module itself, not factory/index.js: the agent bundle must not pull in the build host.
 import { parseOsRelease } from "../factory/os-release.js";
+import { nodeUuid, readSystemFacts, type SystemFacts } from "./state-system.js";
 
 /** How this node booted, in upstream kairos-agent's words (kairos-sdk state.Boot). */
 export type BootState =
@@ -28,6 +29,8 @@ export interface PartitionState {
 
 /** What `kairos-agent state` reports. */
 export interface NodeState {
+  /** upstream's node id: `$UUID`, else machine id + "-" + hostname (see state-system.ts). */
+  uuid: string;
   boot: BootState;
   oem: PartitionState;
   persistent: PartitionState;
@@ -41,6 +44,8 @@ export interface NodeState {
   upgrade_failure?: boolean;
   /** flavor, version, init, secureboot (upstream's keys), and every other KAIROS_* field of /etc/kairos-release. */
   kairos: Record<string, string | boolean>;
+  /** Node, product (DMI), CPU and network facts, with upstream's (sysinfo's) keys. */
+  system: SystemFacts;
 }
 
 const exists = (p: string) =>
@@ -135,9 +140,9 @@ async function partitionState(root: string, label: string, mounts: Mount[]): Pro
  * Read the node's state: the boot from the markers the early-boot script leaves in /run/cos
  * (`{live,active,passive,recovery,autoreset}_mode`, as upstream's immucore does) or else the
  * kernel command line (upstream's rule), the COS_* partitions and the identity in
- * /etc/kairos-release. `root` lets tests point at a temporary tree.
+ * /etc/kairos-release. `root` lets tests point at a temporary tree; `env` supplies `UUID`.
  */
-export async function readNodeState(root = "/"): Promise<NodeState> {
+export async function readNodeState(root = "/", env: NodeJS.ProcessEnv = process.env): Promise<NodeState> {
   const markers: [string, BootState][] = [
     ["autoreset_mode", "autoreset_boot"],
     ["live_mode", "livecd_boot"],
@@ -177,6 +182,7 @@ export async function readNodeState(root = "/"): Promise<NodeState> {
   const mounts = parseMountinfo(await readFile(join(root, "proc/self/mountinfo"), "utf8").catch(() => ""));
   const live = join(root, "run/initramfs/live");
   return {
+    uuid: await nodeUuid(root, env),
     boot,
     oem: await partitionState(root, "COS_OEM", mounts),
     persistent: await partitionState(root, "COS_PERSISTENT", mounts),
@@ -186,6 +192,7 @@ export async function readNodeState(root = "/"): Promise<NodeState> {
     ...(boot === "livecd_boot" && (await exists(live)) ? { live_medium: "/run/initramfs/live" } : {}),
     ...((await exists(join(root, "run/cos/upgrade_failure"))) ? { upgrade_failure: true } : {}),
     kairos,
+    system: await readSystemFacts(root),
   };
 }
 

@@ -1,5 +1,6 @@
 export * from "./cmdline.js";
 export * from "./errors.js";
+export * from "./keycase.js";
 export * from "./limits.js";
 export * from "./merge.js";
 export * from "./parse.js";

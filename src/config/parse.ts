@@ -1,5 +1,6 @@
 import { isMap, isPair, isScalar, isSeq, type Node, type Tags } from "yaml";
 import { ConfigError, type ConfigNote, formatKeyPath, type KeyPath } from "./errors.js";
+import { canonicalizeKeyCase } from "./keycase.js";
 import { cleanParserMessage, parseYamlBounded } from "./limits.js";
 import { explainYamlError } from "./yamlerrors.js";
 
@@ -143,6 +144,8 @@ export function parseYamlConfig(text: string, file: string, header = ""): Parsed
     const { line, col } = at(r[0]);
     throw new ConfigError(file, line, col, "", "expected a map of keys at the top level of a cloud-config");
   }
+  // Before toJS and the position index, so both see the canonical key names.
+  canonicalizeKeyCase(contents, file, at);
   let value: unknown;
   try {
     // Alias expansion was measured (and bounded) by parseYamlBounded.

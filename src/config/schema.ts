@@ -184,7 +184,16 @@ export const STEP_SCHEMA: Schema = {
     delete_entities: { type: "array", items: { type: "object", properties: { path: str(), entity: str() } } },
     datasource: { type: "object", properties: { providers: strList(), path: str() } },
     layout: { type: "object", "x-open": true },
-    packages: { type: "object", properties: { install: strList(), remove: strList(), refresh: bool() } },
+    packages: {
+      type: "object",
+      // yip pkg/plugins/packages.go runs them in this order: refresh, upgrade, install, remove.
+      properties: {
+        refresh: bool(),
+        upgrade: bool("upgrade every package"),
+        install: strList(),
+        remove: strList(),
+      },
+    },
     git: { type: "object", "x-open": true },
     systemd_firstboot: { type: "object", additionalProperties: scalar },
     unpack_images: { type: "array", items: { type: "object", "x-open": true } },

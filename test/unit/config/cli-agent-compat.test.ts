@@ -73,6 +73,12 @@ describe("kairos-agent: upstream's commands and flags", () => {
     );
     const r = await agent(["render-template", "-f", t, "--root", root]);
     assert.equal(r.stdout, "kai DEBIAN 0123\n", r.stderr);
+    // upstream's .State.uuid (machine id + "-" + hostname, read under --root) and its sysinfo facts.
+    mkdirSync(join(root, "proc/sys/kernel"), { recursive: true });
+    writeFileSync(join(root, "proc/sys/kernel/hostname"), "edge-1\n");
+    writeFileSync(t, "{{ .State.uuid }} {{ .State.system.node.hostname }}\n");
+    const st = await agent(["render-template", "-f", t, "--root", root]);
+    assert.equal(st.stdout, "0123456789abcdef-edge-1 edge-1\n", st.stderr);
     writeFileSync(t, "ok\n  {{ nope }}\n");
     const bad = await agent(["render-template", "-f", t, "--root", root]);
     assert.equal(bad.code, 1);
