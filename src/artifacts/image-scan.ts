@@ -114,7 +114,7 @@ export async function scanImage(image: Image, onBytes?: (done: number) => void):
           }
           if (e.type === "hardlink") modules.alias(path, normalize(e.linkname ?? ""));
         }
-        if (path === "/etc/kairos-release" && e.type !== "directory") {
+        if (path === "/etc/kairos-release" && (e.type === "file" || e.type === "hardlink")) {
           evidence = "/etc/kairos-release";
           return;
         }
@@ -139,6 +139,15 @@ export async function scanImage(image: Image, onBytes?: (done: number) => void):
       }
     }
     const view = await TarView.fromEntries(watched());
+    // Read to the end: what the stream could not tell on the fly (a kairos-release or an
+    // os-release behind other symlinks) is looked up in the complete view.
+    if (!evidence && (await view.exists("/etc/kairos-release"))) evidence = "/etc/kairos-release";
+    if (
+      !evidence &&
+      KAIROS_OS_RELEASE.test((await view.readFile("/etc/os-release"))?.toString("utf8") ?? "")
+    ) {
+      evidence = "KAIROS_NAME in /etc/os-release";
+    }
     if (evidence) {
       await modules.close();
       return { kairos: true, evidence };

@@ -104,3 +104,22 @@ describe("scanImage", () => {
     assert.ok(!existsSync(spill));
   });
 });
+
+describe("scanImage, what the stream cannot decide on the fly", () => {
+  it("a kairos-release behind a symlink is found in the complete view", async () => {
+    const top: E[] = [
+      { path: "etc" },
+      { path: "etc/kairos-release", type: "symlink", linkname: "../usr/share/kairos/release" },
+      { path: "usr/share/kairos/release", content: "KAIROS_NAME=x\n" },
+    ];
+    const scan = await scanImage(await imageOfLayers(BASE, top));
+    assert.equal(scan.kairos ? scan.evidence : "", "/etc/kairos-release");
+  });
+
+  it("a dangling kairos-release symlink does not make a Kairos image", async () => {
+    const top: E[] = [{ path: "etc" }, { path: "etc/kairos-release", type: "symlink", linkname: "nowhere" }];
+    const scan = await scanImage(await imageOfLayers(BASE, top));
+    assert.equal(scan.kairos, false);
+    if (!scan.kairos) await scan.modules.close();
+  });
+});
