@@ -5,6 +5,7 @@ export * from "./console-watch.js";
 export * from "./disk.js";
 export * from "./disk-boot.js";
 export * from "./grub.js";
+export * from "./image-scan.js";
 export * from "./iso.js";
 export * from "./live.js";
 export * from "./qemu-boot.js";

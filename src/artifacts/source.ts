@@ -3,12 +3,10 @@ import { stat } from "node:fs/promises";
 import { pipeline } from "node:stream";
 import {
   assertContract,
-  buildInitramfsFromTar,
+  buildInitramfs,
   doctor,
   frameworkLayer,
-  imageEntries,
   imageReadTask,
-  imageView,
   layerBytesTo,
 } from "../factory/index.js";
 import { flattenEntries } from "../oci/flatten.js";
@@ -16,6 +14,7 @@ import { appendLayer, type OpenOptions, openImage } from "../oci/index.js";
 import type { Image } from "../oci/types.js";
 import { countBytes, formatBytes, KairosError, type Progress } from "../sys/index.js";
 import { writeTar } from "../tar/index.js";
+import { scanImage } from "./image-scan.js";
 import type { RootfsSource } from "./live.js";
 
 /** A flattened rootfs tarball on disk (`docker export`, mmdebstrap's tar, `kairos image flatten`). */
@@ -71,53 +70,66 @@ export interface OpenedKairosRootfs {
  * dir:) and give the rootfs of its Kairos form: a Kairos image as it is, a base image with
  * the factory applied on the fly (contract check first, so a base without a kernel is
  * refused with the doctor's findings before anything is built).
+ *
+ * Each image is read once for what the command must know (scanImage: the config's label, else
+ * the newest layers, else one full read that also gives the initramfs its modules), and a
+ * registry's blobs are cached for the command, so the build's own read fetches nothing again.
+ * What the scan cannot see (a kernel missing from an image labelled Kairos) fails in the build,
+ * before the medium is renamed into place.
  */
 export async function openKairosRootfs(
   ref: string,
   opts: KairosRootfsOptions = {},
 ): Promise<OpenedKairosRootfs> {
-  const image = await openImage(ref, opts);
+  const image = await openImage(ref, { ...opts, cacheBlobs: opts.init !== "never" });
   try {
     if (opts.init === "never") {
       return { rootfs: await rootfsFromImage(image, ref), initialized: false, close: () => image.close() };
     }
     const { task: t1, onBytes: read1 } = await imageReadTask(opts.progress, `check ${ref}`, image);
-    const view = await imageView(image, read1);
-    // A Kairos image: kairos-release (kairos init) or KAIROS_* in os-release (the seed's Dockerfile).
-    const osRelease = (await view.readFile("/etc/os-release"))?.toString("utf8") ?? "";
-    if ((await view.exists("/etc/kairos-release")) || /^KAIROS_NAME=/m.test(osRelease)) {
-      t1?.finish("Kairos image");
+    const scan = await scanImage(image, read1);
+    if (scan.kairos) {
+      t1?.finish(`Kairos image (${scan.evidence})`);
       return { rootfs: await rootfsFromImage(image, ref), initialized: false, close: () => image.close() };
     }
-    const report = await doctor(view);
-    if (!report.ok) t1?.fail("contract not met");
-    assertContract(report, ref);
-    t1?.finish(
-      `base image (${report.family}, kernel ${report.kernel!.version}): applying kairos init on the fly`,
-    );
-    // One more read of the layers, for the selected modules (the view answers the rest).
-    const { task: t2, onBytes: read2 } = await imageReadTask(opts.progress, "universal initramfs", image);
-    const initrd = await buildInitramfsFromTar(() => imageEntries(image, read2), { view });
-    t2?.finish(`${formatBytes(initrd.data.length)}, ${initrd.modules.length} modules`);
-    const t3 = opts.progress?.task("framework layer", undefined, "bytes");
-    const layer = await frameworkLayer(view, report, initrd, { signal: opts.signal });
-    const kairos = await appendLayer(image, writeTar(layer.entries), {
-      onBytes: layerBytesTo(t3, layer.bytes),
-      // The layer lives only for this build and is read once, right away: compressing ~130 MB
-      // (mostly the agent) to decompress it again cost seconds of CPU for nothing.
-      compression: "none",
-      signal: opts.signal,
-      history: { created_by: "kairos init (on the fly, for media)" },
-    });
-    t3?.finish();
-    return {
-      rootfs: await rootfsFromImage(kairos, `${ref} + kairos init`),
-      initialized: true,
-      close: async () => {
-        await kairos.close();
-        await image.close();
-      },
-    };
+    const { view, modules } = scan;
+    try {
+      const report = await doctor(view);
+      if (!report.ok) t1?.fail("contract not met");
+      assertContract(report, ref);
+      t1?.finish(
+        `base image (${report.family}, kernel ${report.kernel!.version}): applying kairos init on the fly`,
+      );
+      const t2 = opts.progress?.task("universal initramfs");
+      const initrd = await buildInitramfs({
+        view,
+        kernel: report.kernel!,
+        // Set aside by the scan: resolved through the view's symlinks (/lib → usr/lib).
+        readModule: async (p) => modules.read((await view.realpath(p)) ?? p),
+      });
+      t2?.finish(`${formatBytes(initrd.data.length)}, ${initrd.modules.length} modules`);
+      const t3 = opts.progress?.task("framework layer", undefined, "bytes");
+      const layer = await frameworkLayer(view, report, initrd, { signal: opts.signal });
+      const kairos = await appendLayer(image, writeTar(layer.entries), {
+        onBytes: layerBytesTo(t3, layer.bytes),
+        // The layer lives only for this build and is read once, right away: compressing ~130 MB
+        // (mostly the agent) to decompress it again cost seconds of CPU for nothing.
+        compression: "none",
+        signal: opts.signal,
+        history: { created_by: "kairos init (on the fly, for media)" },
+      });
+      t3?.finish();
+      return {
+        rootfs: await rootfsFromImage(kairos, `${ref} + kairos init`),
+        initialized: true,
+        close: async () => {
+          await kairos.close();
+          await image.close();
+        },
+      };
+    } finally {
+      await modules.close();
+    }
   } catch (err) {
     await image.close();
     throw err;

@@ -10,6 +10,7 @@ import type { Image, Platform } from "./types.js";
 
 export * from "./archive.js";
 export * from "./auth.js";
+export * from "./blobcache.js";
 export * from "./compression.js";
 export * from "./daemon.js";
 export * from "./digest.js";
@@ -20,6 +21,7 @@ export * from "./multi.js";
 export * from "./mutate.js";
 export * from "./reference.js";
 export * from "./remote.js";
+export * from "./tmp.js";
 export * from "./types.js";
 
 export interface OpenOptions {
@@ -31,6 +33,8 @@ export interface OpenOptions {
   signal?: AbortSignal;
   /** Daemon socket instead of $DOCKER_HOST / the default paths. */
   daemonSocket?: string;
+  /** docker://: cache blobs while the image is open, so a second read fetches nothing (BlobCache). */
+  cacheBlobs?: boolean;
 }
 
 /** Open an image by transport reference (docker://, oci:, oci-archive:, docker-archive:, docker-daemon:, dir:). */

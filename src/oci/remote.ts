@@ -1,9 +1,10 @@
 import { Readable } from "node:stream";
 import { KairosError, type Progress } from "../sys/index.js";
 import { type Challenge, type Credentials, lookupCredentials, parseChallenge } from "./auth.js";
+import { BlobCache } from "./blobcache.js";
 import { DigestMismatchError, isDigest, verifyBytes } from "./digest.js";
 import { type HttpResponse, NetworkError, readBody, request } from "./http.js";
-import type { BuiltImage } from "./image.js";
+import type { BlobOpener, BuiltImage } from "./image.js";
 import {
   detectMediaType,
   type IndexInfo,
@@ -34,6 +35,11 @@ export interface RemoteOptions {
   retries?: number;
   /** Auth files to search instead of the default list. */
   authFiles?: string[];
+  /**
+   * Keep the image's blobs in a temporary cache for as long as the image is open (removed by
+   * close()), so reading a layer again does not download it again (see BlobCache).
+   */
+  cacheBlobs?: boolean;
 }
 
 const ACCEPT = [...MANIFEST_TYPES, ...INDEX_TYPES].join(", ");
@@ -586,12 +592,18 @@ export async function openRemote(
     const d = selectPlatform(parseIndex(bytes, `${name} index`), opts.platform ?? DEFAULT_PLATFORM, name);
     ({ bytes, mediaType } = await reg.getManifest(ref.repository, d.digest, name));
   }
+  const fetch: BlobOpener = async (d) => reg.openBlob(ref.repository, d, name);
+  const cache = opts.cacheBlobs ? await BlobCache.create() : undefined;
   const image = await imageFromManifest({
     name,
     mediaType,
     manifest: bytes,
-    open: async (d) => reg.openBlob(ref.repository, d, name),
+    open: cache ? cache.wrap(fetch) : fetch,
     origin: { registry: ref.registry, repository: ref.repository },
+    cleanups: cache ? [() => cache.close()] : [],
+  }).catch(async (err: unknown) => {
+    await cache?.close();
+    throw err;
   });
   if (index) image.index = index;
   return image;

@@ -4,13 +4,19 @@ import {
   fchmodSync,
   fchownSync,
   futimesSync,
+  lchownSync,
+  linkSync,
   lstatSync,
+  lutimesSync,
   mkdirSync,
   openSync,
+  readdirSync,
   type Stats,
+  symlinkSync,
+  unlinkSync,
   writeSync,
 } from "node:fs";
-import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, unlink } from "node:fs/promises";
+import { chmod, lutimes, mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../sys/run.js";
 import { requireTool } from "../sys/tools.js";
@@ -86,12 +92,17 @@ export class DirectoryWriter {
   static async open(root: string, opts: DirectoryWriterOptions = {}): Promise<DirectoryWriter> {
     await mkdir(root, { recursive: true });
     const root_ = isRoot();
-    return new DirectoryWriter(
+    const w = new DirectoryWriter(
       root,
       opts.keepOwners ?? root_,
       opts.devices ?? (root_ ? "create" : "skip"),
       opts.xattrs ?? true,
     );
+    // Nothing this writer did not create can exist in an empty target: no lstat per entry
+    // and per parent to find out (a stranger writing into the target meanwhile still makes
+    // O_EXCL, mkdir and symlink fail, never succeed wrongly).
+    w.startedEmpty = readdirSync(root).length === 0;
+    return w;
   }
 
   /** Start applying a new layer: whiteouts only remove what older layers wrote. */
@@ -145,7 +156,7 @@ export class DirectoryWriter {
       await rm(this.abs(path), { recursive: true, force: true });
       // Only directories are remembered as verified: replacing a file needs no scan of them.
       this.forget(path);
-    } else await unlink(this.abs(path));
+    } else unlinkSync(this.abs(path));
     return "none";
   }
 
@@ -161,7 +172,7 @@ export class DirectoryWriter {
   async apply(e: TarEntry, label = "archive"): Promise<void> {
     if (e.path === ".") {
       this.deferredDirs.set(".", { abs: this.root, mode: e.mode, mtime: e.mtime });
-      await this.setOwner(this.root, e);
+      this.setOwner(this.root, e);
       return;
     }
     await this.ensureParents(e.path, label);
@@ -174,7 +185,7 @@ export class DirectoryWriter {
         this.created.add(e.path);
         this.verifiedDirs.add(e.path);
         this.deferredDirs.set(e.path, { abs, mode: e.mode, mtime: e.mtime });
-        await this.setOwner(abs, e);
+        this.setOwner(abs, e);
         break;
       case "file": {
         // Synchronous fd calls: a rootfs is tens of thousands of small files, and a
@@ -199,21 +210,22 @@ export class DirectoryWriter {
         break;
       }
       case "symlink":
-        await symlink(e.linkname!, abs);
+        // Synchronous, as for files: thousands of links in a rootfs, three calls each.
+        symlinkSync(e.linkname!, abs);
         this.created.add(e.path);
-        await this.setOwner(abs, e);
-        await lutimes(abs, e.mtime, e.mtime);
+        this.setOwner(abs, e);
+        lutimesSync(abs, e.mtime, e.mtime);
         break;
       case "hardlink": {
         const target = e.linkname!;
         await this.ensureParents(target, label);
-        const st = await lstat(this.abs(target)).catch(() => undefined);
+        const st = lstatOrUndefined(this.abs(target));
         if (!st || st.isDirectory()) {
           throw new UnsafePathError(
             `${label}: hardlink ${e.path} points to ${target}, which ${st ? "is a directory" : "does not exist"}`,
           );
         }
-        await link(this.abs(target), abs);
+        linkSync(this.abs(target), abs);
         this.created.add(e.path);
         break;
       }
@@ -230,7 +242,7 @@ export class DirectoryWriter {
             : [e.type === "chardev" ? "c" : "b", String(e.devmajor ?? 0), String(e.devminor ?? 0)];
         await run("mknod", ["-m", (e.mode & 0o7777).toString(8), abs, ...kind]);
         this.created.add(e.path);
-        await this.setOwner(abs, e);
+        this.setOwner(abs, e);
         await chmod(abs, e.mode);
         await lutimes(abs, e.mtime, e.mtime);
         break;
@@ -243,8 +255,8 @@ export class DirectoryWriter {
     }
   }
 
-  private async setOwner(abs: string, e: TarEntry): Promise<void> {
-    if (this.keepOwners) await lchown(abs, e.uid, e.gid);
+  private setOwner(abs: string, e: TarEntry): void {
+    if (this.keepOwners) lchownSync(abs, e.uid, e.gid);
   }
 
   /** A whiteout: remove `path` as an older layer left it (not if this layer wrote it). */

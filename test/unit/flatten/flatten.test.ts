@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { lstat, readdir, readFile, readlink, writeFile } from "node:fs/promises";
+import { lstat, readdir, readFile, readlink, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type TestContext, test } from "node:test";
 import { flattenEntries, flattenToDirectory, flattenToTar } from "../../../src/oci/flatten.js";
@@ -168,4 +168,40 @@ test("refuses a hardlink to a file outside the image", async (t) => {
   const image = await imageOf([{ path: "x", type: "hardlink", linkname: "etc/shadow" }]);
   await assert.rejects(flattenToDirectory(image, join(dir, "o")), /does not exist/);
   await assert.rejects(collect(flattenToTar(image)), /which no layer contains/);
+});
+
+test("flattenToDirectory into a target that already holds files replaces them (only an empty target skips the checks)", async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, "old"), "left by someone else\n");
+  await symlink("/etc/passwd", join(dir, "link"));
+  const img = await imageOf([
+    { path: "old", content: "new\n" },
+    { path: "link", type: "symlink", linkname: "old" },
+    { path: "d" },
+    { path: "d/f", content: "f\n" },
+  ]);
+  await flattenToDirectory(img, dir);
+  assert.equal(await readFile(join(dir, "old"), "utf8"), "new\n");
+  assert.equal(await readlink(join(dir, "link")), "old");
+  assert.equal(await readFile(join(dir, "d/f"), "utf8"), "f\n");
+});
+
+test("flattenToDirectory into an empty target: a later layer replaces what an earlier one wrote", async (t) => {
+  const dir = await tempDir(t);
+  const img = await imageOf(
+    [
+      { path: "a", content: "1\n" },
+      { path: "l", type: "symlink", linkname: "a" },
+      { path: "h", type: "hardlink", linkname: "a" },
+    ],
+    [
+      { path: "a", content: "2\n" },
+      { path: "l", type: "symlink", linkname: "b" },
+      { path: ".wh.h", content: "" },
+    ],
+  );
+  await flattenToDirectory(img, dir);
+  assert.equal(await readFile(join(dir, "a"), "utf8"), "2\n");
+  assert.equal(await readlink(join(dir, "l")), "b");
+  assert.deepEqual((await readdir(dir)).sort(), ["a", "l"]);
 });

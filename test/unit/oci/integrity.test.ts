@@ -3,9 +3,10 @@ import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { unpackToDirectory } from "../../../src/oci/flatten.js";
-import { openImage } from "../../../src/oci/index.js";
+import { DigestMismatchError, openImage, writeImage } from "../../../src/oci/index.js";
 import { run } from "../../../src/sys/index.js";
-import { tempDir } from "../../helpers/tmp.js";
+import { collect, tempDir } from "../../helpers/tmp.js";
+import { twoLayerImage } from "./fixtures.js";
 import {
   dockerArchiveLie,
   expectFailure,
@@ -122,4 +123,23 @@ describe("every blob is verified to its last byte, whatever the consumer reads",
       }
     });
   }
+});
+
+describe("a layer read a second time", () => {
+  it("is not hashed as a tar again, but its blob still is: a blob changed between reads fails", async (t) => {
+    const dir = await tempDir(t);
+    const src = await twoLayerImage();
+    await writeImage(src, `oci:${dir}:t`);
+    const img = await openImage(`oci:${dir}:t`);
+    const [layer] = await img.layers();
+    const first = await collect(await layer!.uncompressed());
+    assert.ok((await collect(await layer!.uncompressed())).equals(first));
+    // Same length, one byte changed inside the gzip stream.
+    const blob = join(dir, "blobs", layer!.digest.replace(":", "/"));
+    const bytes = await readFile(blob);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+    await writeFile(blob, bytes);
+    await assert.rejects(collect(await layer!.uncompressed()), DigestMismatchError);
+    await img.close();
+  });
 });
