@@ -9,7 +9,9 @@ const BIN = join(import.meta.dirname, "../../../bin");
 
 function agent(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(join(BIN, "kairos-agent"), args, { encoding: "utf8" }, (err, stdout, stderr) => {
+    // Without $UUID: it would override the machine id in .State.uuid, as upstream's does.
+    const { UUID: _uuid, ...env } = process.env;
+    execFile(join(BIN, "kairos-agent"), args, { encoding: "utf8", env }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr });
     });
   });
