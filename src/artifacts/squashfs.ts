@@ -81,6 +81,10 @@ export async function squashfsFromTar(
     await run("mkfifo", ["-m", "600", fifo]);
     const child = startOnFifo(fifo, tar2sqfsArgs(partial, opts), opts.signal);
     const sink = createWriteStream(fifo, { highWaterMark: BATCH_BYTES });
+    // feed() reports the first error; writes still queued when the packer dies fail afterwards
+    // (EPIPE, after feed has returned and removed its listener). Without a listener of our own
+    // that late 'error' event would be an uncaught exception that kills the process.
+    sink.on("error", () => {});
     // If tar2sqfs dies before it opens the FIFO, our open would wait for a reader forever:
     // open it for reading once, so that the writer gets EPIPE instead.
     child.done.catch(async () => {
