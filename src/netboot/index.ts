@@ -1,5 +1,6 @@
 export * from "./dhcp-packet.js";
 export * from "./dhcp-server.js";
+export * from "./file-cache.js";
 export * from "./http.js";
 export * from "./leases.js";
 export * from "./pxe.js";

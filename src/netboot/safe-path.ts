@@ -5,7 +5,10 @@
 import { realpath, stat } from "node:fs/promises";
 import { join, sep } from "node:path";
 
-export type Resolved = { path: string; size: number } | { refused: string } | { missing: string };
+export type Resolved =
+  | { path: string; size: number; mtimeMs: number }
+  | { refused: string }
+  | { missing: string };
 
 /** Is `child` inside `root` (both absolute, resolved)? */
 export function inside(root: string, child: string): boolean {
@@ -31,5 +34,5 @@ export async function resolveServed(root: string, name: string): Promise<Resolve
   if (!inside(root, real)) return { refused: `'${name}' is a link out of the served directory` };
   const st = await stat(real);
   if (!st.isFile()) return { missing: `'${name}' is not a file` };
-  return { path: real, size: st.size };
+  return { path: real, size: st.size, mtimeMs: st.mtimeMs };
 }

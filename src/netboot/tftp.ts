@@ -11,9 +11,9 @@
  */
 import type { RemoteInfo, Socket } from "node:dgram";
 import { type FileHandle, open, realpath } from "node:fs/promises";
+import { FileCache, type FileCacheLimits } from "./file-cache.js";
 import { resolveServed } from "./safe-path.js";
 import {
-  dataHeader,
   decodeTftp,
   encodeError,
   encodeOack,
@@ -39,6 +39,8 @@ export interface TftpServerOptions {
   retries?: number;
   /** Largest window we accept (default 64 blocks). */
   maxWindow?: number;
+  /** Small files served from memory (default: up to 8 MiB a file, 64 MiB in all). */
+  cache?: FileCacheLimits;
   log?: (line: string) => void;
 }
 
@@ -54,8 +56,21 @@ export interface RunningTftpServer {
   close(): Promise<void>;
 }
 
-/** Bytes read from the file at a time: few thread-pool trips, bounded memory per transfer. */
-const READ_AHEAD = 128 << 10;
+/** Bytes of file per chunk of prepared packets: few thread-pool trips, bounded memory per transfer. */
+const CHUNK_BYTES = 128 << 10;
+
+/** Where a transfer's bytes come from: the whole file in memory (FileCache) or an open file. */
+type TransferSource = { data: Buffer } | { fh: FileHandle };
+
+/**
+ * DATA packets for blocks first … first+count-1, laid out back to back (header and payload
+ * each), so a block goes out as one buffer with no allocation or copy at send time.
+ */
+interface Chunk {
+  first: number;
+  count: number;
+  packets: Buffer;
+}
 
 class Transfer {
   private base = 1;
@@ -63,14 +78,17 @@ class Transfer {
   private retries = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly lastBlock: number;
+  private readonly chunkBlocks: number;
   private oackPending: boolean;
   private closed = false;
-  private chunk: { start: number; buf: Buffer } | undefined;
+  private chunk: Chunk | undefined;
+  /** The chunk after `chunk`, being read while `chunk` is sent (file sources). */
+  private ahead: { first: number; chunk: Promise<Chunk> } | undefined;
 
   constructor(
     private readonly sock: Socket,
     private readonly peer: RemoteInfo,
-    private readonly fh: FileHandle,
+    private readonly source: TransferSource,
     private readonly size: number,
     private readonly n: Negotiated,
     private readonly maxRetries: number,
@@ -78,6 +96,9 @@ class Transfer {
   ) {
     // A file of k*blksize bytes ends with an empty block.
     this.lastBlock = Math.floor(size / n.blksize) + 1;
+    // Whole windows per chunk, so a window never straddles two chunks when windows advance evenly.
+    const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / n.blksize));
+    this.chunkBlocks = Math.ceil(perChunk / n.windowsize) * n.windowsize;
     this.oackPending = n.ack.size > 0;
     sock.on("message", (msg, from) => this.onMessage(msg, from));
     sock.on("error", () => this.end(false, "socket error"));
@@ -92,9 +113,10 @@ class Transfer {
     else this.sendWindow();
   }
 
+  /** (Re)start the retransmission timer: one Timeout per transfer, refreshed per window. */
   private arm(): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.onTimeout(), this.n.timeoutMs);
+    if (this.timer) this.timer.refresh();
+    else this.timer = setTimeout(() => this.onTimeout(), this.n.timeoutMs);
   }
 
   private onTimeout(): void {
@@ -107,49 +129,86 @@ class Transfer {
     else this.sendWindow();
   }
 
-  private send(parts: Buffer[]): void {
+  private send(packet: Buffer): void {
     if (this.closed) return;
-    this.sock.send(parts);
+    this.sock.send(packet);
   }
 
   private sendOack(): void {
-    this.send([encodeOack(this.n.ack)]);
+    this.send(encodeOack(this.n.ack));
     this.arm();
   }
 
-  /** Bytes [offset, offset+want) from the read-ahead chunk, reading the next chunk when needed. */
-  private async bytes(offset: number, want: number): Promise<Buffer> {
-    const c = this.chunk;
-    if (c && offset >= c.start && offset + want <= c.start + c.buf.length) {
-      return c.buf.subarray(offset - c.start, offset - c.start + want);
+  /** Payload bytes of block `b` (the last block may be short or empty). */
+  private payload(b: number): number {
+    return Math.max(0, Math.min(this.n.blksize, this.size - (b - 1) * this.n.blksize));
+  }
+
+  /** Lay out the packets of blocks first … first+count-1 from their file bytes `raw`. */
+  private layout(first: number, count: number, raw: Buffer): Chunk {
+    const stride = this.n.blksize + 4;
+    const packets = Buffer.allocUnsafe(count * stride);
+    for (let i = 0; i < count; i++) {
+      const at = i * stride;
+      packets.writeUInt16BE(Op.DATA, at);
+      packets.writeUInt16BE((first + i) & 0xffff, at + 2);
+      const from = i * this.n.blksize;
+      raw.copy(packets, at + 4, from, Math.min(from + this.n.blksize, raw.length));
     }
-    // Read ahead: most ACKs are then answered without a trip through the thread pool.
-    const size = Math.max(want, READ_AHEAD - (READ_AHEAD % this.n.blksize));
-    const buf = Buffer.allocUnsafe(Math.min(size, Math.max(0, this.size - offset)));
-    let got = 0;
-    while (got < buf.length) {
-      const { bytesRead } = await this.fh.read(buf, got, buf.length - got, offset + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
+    return { first, count, packets };
+  }
+
+  /** The chunk starting at block `first`: at once from memory, else read from the file. */
+  private load(first: number): Chunk | Promise<Chunk> {
+    const count = Math.min(this.chunkBlocks, this.lastBlock - first + 1);
+    const offset = (first - 1) * this.n.blksize;
+    const bytes = Math.max(0, Math.min(count * this.n.blksize, this.size - offset));
+    if ("data" in this.source)
+      return this.layout(first, count, this.source.data.subarray(offset, offset + bytes));
+    const fh = this.source.fh;
+    return (async () => {
+      const raw = Buffer.allocUnsafe(bytes);
+      let got = 0;
+      while (got < bytes) {
+        const { bytesRead } = await fh.read(raw, got, bytes - got, offset + got);
+        if (bytesRead === 0) throw new Error("file shrank while being sent");
+        got += bytesRead;
+      }
+      return this.layout(first, count, raw);
+    })();
+  }
+
+  /** Use `c` for sending and start reading the chunk after it (file sources only). */
+  private use(c: Chunk): void {
+    this.chunk = c;
+    const next = c.first + c.count;
+    if ("fh" in this.source && next <= this.lastBlock && this.ahead?.first !== next) {
+      const chunk = Promise.resolve(this.load(next));
+      chunk.catch(() => {});
+      this.ahead = { first: next, chunk };
     }
-    this.chunk = { start: offset, buf: buf.subarray(0, got) };
-    return this.chunk.buf.subarray(0, Math.min(want, got));
   }
 
   /** Send blocks base … base+window-1. */
   private sendWindow(): void {
     const first = this.base;
     const last = Math.min(first + this.n.windowsize - 1, this.lastBlock);
-    const offset = (first - 1) * this.n.blksize;
-    const want = Math.min((last - first + 1) * this.n.blksize, Math.max(0, this.size - offset));
     const c = this.chunk;
-    if (c && offset >= c.start && offset + want <= c.start + c.buf.length) {
-      this.emit(first, last, c.buf.subarray(offset - c.start, offset - c.start + want));
+    if (c && first >= c.first && last < c.first + c.count) {
+      this.emit(first, last, c);
       return;
     }
-    this.bytes(offset, want).then(
-      (buf) => {
-        if (!this.closed && first === this.base) this.emit(first, last, buf);
+    const pending = this.ahead?.first === first ? this.ahead.chunk : this.load(first);
+    if (!(pending instanceof Promise)) {
+      this.use(pending);
+      this.emit(first, last, pending);
+      return;
+    }
+    pending.then(
+      (chunk) => {
+        if (this.closed || first !== this.base) return;
+        this.use(chunk);
+        this.emit(first, last, chunk);
       },
       () => {
         this.sendError(TftpError.UNDEFINED, "read error");
@@ -158,37 +217,41 @@ class Transfer {
     );
   }
 
-  private emit(first: number, last: number, buf: Buffer): void {
-    const got = buf.length;
+  private emit(first: number, last: number, c: Chunk): void {
+    const stride = this.n.blksize + 4;
     for (let b = first; b <= last; b++) {
-      const from = (b - first) * this.n.blksize;
-      this.send([dataHeader(b), buf.subarray(Math.min(from, got), Math.min(from + this.n.blksize, got))]);
+      const at = (b - c.first) * stride;
+      this.send(c.packets.subarray(at, at + 4 + this.payload(b)));
     }
     this.sentUpTo = last;
     this.arm();
   }
 
   private sendError(code: number, message: string): void {
-    this.send([encodeError(code, message)]);
+    this.send(encodeError(code, message));
   }
 
   private onMessage(msg: Buffer, from: RemoteInfo): void {
     if (this.closed) return;
     // The socket is connected to the client, so the kernel already drops other senders.
     if (from.address !== this.peer.address || from.port !== this.peer.port) return;
+    // The common case, an ACK, without decoding into an object.
+    if (msg.length === 4 && msg[0] === 0 && msg[1] === Op.ACK) {
+      this.onAck(msg.readUInt16BE(2));
+      return;
+    }
     let p: ReturnType<typeof decodeTftp>;
     try {
       p = decodeTftp(msg);
     } catch {
       return;
     }
-    if (p.op === Op.ERROR) {
-      this.end(false, `client error ${p.code} ${p.message}`);
-      return;
-    }
-    if (p.op !== Op.ACK) return;
+    if (p.op === Op.ERROR) this.end(false, `client error ${p.code} ${p.message}`);
+  }
+
+  private onAck(block: number): void {
     if (this.oackPending) {
-      if (p.block !== 0) return;
+      if (block !== 0) return;
       this.oackPending = false;
       this.retries = 0;
       this.sendWindow();
@@ -197,7 +260,7 @@ class Transfer {
     // Which absolute block does this 16-bit number acknowledge? Only base-1 … sentUpTo count.
     let acked = -1;
     for (let b = this.sentUpTo; b >= this.base; b--) {
-      if ((b & 0xffff) === p.block) {
+      if ((b & 0xffff) === block) {
         acked = b;
         break;
       }
@@ -219,7 +282,12 @@ class Transfer {
     this.closed = true;
     clearTimeout(this.timer);
     this.sock.close();
-    void this.fh.close().catch(() => {});
+    this.chunk = undefined;
+    this.ahead = undefined;
+    if ("fh" in this.source) {
+      const fh = this.source.fh;
+      void fh.close().catch(() => {});
+    }
     this.finish(ok, why);
   }
 }
@@ -231,6 +299,7 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<RunningT
   const max = opts.maxTransfers ?? 256;
   const transfers = new Map<string, Transfer>();
   const stats = { served: 0, failed: 0 };
+  const cache = new FileCache(opts.cache);
   const log = opts.log ?? (() => {});
   const main = await bindUdp({ address, port: opts.port ?? 69, what: "TFTP" }, "--tftp-port");
 
@@ -252,25 +321,28 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<RunningT
     }
     // A retransmitted RRQ that arrived while we resolved the path.
     if (transfers.has(key)) return;
-    const n = negotiate(req.options, r.size, {
+    const cached = cache.get(r);
+    const source: TransferSource = cached ? { data: await cached } : { fh: await open(r.path, "r") };
+    // A file replaced since the stat is sent as read (its new size, also in tsize).
+    const size = "data" in source ? source.data.length : r.size;
+    const n = negotiate(req.options, size, {
       defaultTimeoutMs: opts.timeoutMs ?? 1000,
       maxWindow: opts.maxWindow ?? 64,
     });
-    const fh = await open(r.path, "r");
     let sock: Socket;
     try {
       sock = await bindUdp({ address, port: 0, what: "a TFTP transfer" });
     } catch (err) {
-      await fh.close();
+      if ("fh" in source) await source.fh.close();
       throw err;
     }
     const started = Date.now();
-    const t = new Transfer(sock, from, fh, r.size, n, opts.retries ?? 5, (ok, why) => {
+    const t = new Transfer(sock, from, source, size, n, opts.retries ?? 5, (ok, why) => {
       transfers.delete(key);
       if (ok) stats.served++;
       else stats.failed++;
       log(
-        `tftp ${from.address}:${from.port} ${req.filename} ${ok ? "sent" : `failed (${why})`} ${r.size} bytes ${Date.now() - started}ms blksize=${n.blksize} window=${n.windowsize}`,
+        `tftp ${from.address}:${from.port} ${req.filename} ${ok ? "sent" : `failed (${why})`} ${size} bytes ${Date.now() - started}ms blksize=${n.blksize} window=${n.windowsize}`,
       );
     });
     transfers.set(key, t);

@@ -5,23 +5,43 @@
  *  - BIOS: SeaBIOS runs the NIC's iPXE option ROM, which gets our iPXE script directly.
  *  - UEFI: OVMF's own PXE client (the NIC has no option ROM: romfile=) gets ipxe.efi over
  *    TFTP, which then gets the script.
- *  - full DHCP: no dnsmasq; our server hands out the addresses (--dhcp-range).
+ *  - full DHCP + install-mode: no dnsmasq; our server hands out the addresses (--dhcp-range),
+ *    the command line is the seed's (with install-mode) and the cloud-config says
+ *    install.device auto + poweroff; the guest has an empty virtio disk. After the live boot
+ *    checks, it installs itself and powers off; then that disk boots alone (no network) to
+ *    active_boot with the config_url's user and stages.
  * Each boots to multi-user from the squashfs over HTTP, with the cloud-config from config_url
- * applied (its user exists and its stages.boot command ran). The install-mode case (install
- * to disk, then boot the disk) waits for the installer and is not here.
+ * applied (its user exists and its stages.boot command ran). The install rides on the full
+ * DHCP case so the suite gets no separate long chain.
  */
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, it, type TestContext } from "node:test";
+import { run } from "../../src/sys/index.js";
 import { BRIDGE_IP, createNetns } from "../helpers/netns.js";
 import { boot } from "../helpers/qemu.js";
 import { tempDir } from "../helpers/tmp.js";
+import { DISK_BYTES, LOCK_WAIT_MS, poweredOff, virtioDrive } from "./lifecycle-fixture.js";
 import { netbootFixture, PXE_CLOUD_CONFIG } from "./netboot-fixture.js";
 
 const KAIROS = resolve(import.meta.dirname, "../../bin/kairos");
 /** The seed's netboot.cmdline without install-mode, plus the serial console for the markers. */
 const CMDLINE = "rd.neednet=1 ip=dhcp rd.cos.disable netboot console=tty0 console=ttyS0 selinux=0";
+/** The seed's netboot.cmdline as written (install-mode included), plus the serial console. */
+const INSTALL_CMDLINE =
+  "rd.neednet=1 ip=dhcp rd.cos.disable netboot install-mode console=tty0 console=ttyS0 selinux=0";
+/**
+ * The install case's config_url: the same user and marker, the boot state on the console
+ * (livecd_boot, then active_boot once installed) and an unattended install to the largest disk.
+ */
+const INSTALL_CLOUD_CONFIG = `${PXE_CLOUD_CONFIG}    - name: pxe e2e boot state
+      commands:
+        - echo "KAIROS-PXE-STATE $(kairos-agent state boot)" > /dev/ttyS0
+install:
+  device: auto
+  poweroff: true
+`;
 
 async function waitForText(get: () => string, re: RegExp, ms: number, what: string): Promise<string> {
   const end = Date.now() + ms;
@@ -36,13 +56,17 @@ async function waitForText(get: () => string, re: RegExp, ms: number, what: stri
 interface Case {
   firmware: "bios" | "uefi";
   full: boolean;
+  /** install-mode on the command line and an empty disk: install, power off, boot the disk. */
+  install?: boolean;
 }
 
 async function pxeBoot(t: TestContext, c: Case): Promise<void> {
   const fx = await netbootFixture();
   const work = await tempDir(t);
   const cc = join(work, "config.yaml");
-  writeFileSync(cc, PXE_CLOUD_CONFIG);
+  writeFileSync(cc, c.install ? INSTALL_CLOUD_CONFIG : PXE_CLOUD_CONFIG);
+  const disk = join(work, "disk.raw");
+  if (c.install) await run("truncate", ["-s", String(DISK_BYTES), disk]);
   const ns = createNetns("kpxe", ["tap0"]);
   t.after(() => ns.destroy());
   let dnsmasq: ReturnType<typeof ns.spawn> | undefined;
@@ -71,7 +95,7 @@ async function pxeBoot(t: TestContext, c: Case): Promise<void> {
       "--cloud-config",
       cc,
       "--cmdline",
-      CMDLINE,
+      c.install ? INSTALL_CMDLINE : CMDLINE,
       ...(c.full ? ["--dhcp-range", "10.77.0.100,10.77.0.120"] : []),
     ],
     join(work, "netboot.log"),
@@ -89,7 +113,8 @@ async function pxeBoot(t: TestContext, c: Case): Promise<void> {
     workDir: work,
     netns: ns.name,
     net: ["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", nic],
-    extraArgs: ["-boot", "n"],
+    extraArgs: ["-boot", "n", ...(c.install ? virtioDrive(disk, "raw") : [])],
+    lockTimeoutMs: LOCK_WAIT_MS,
   });
   try {
     const sw = await vm.waitFor("KAIROS-INITRAMFS: switching root (netboot)", 600_000);
@@ -103,6 +128,14 @@ async function pxeBoot(t: TestContext, c: Case): Promise<void> {
     assert.match(up.match, /user=1000\b/, "the cloud-config's user exists");
     assert.match(up.match, /marker=from-config-url/, "the config_url's stages.boot ran");
     assert.match(up.match, c.full ? /addr=10\.77\.0\.1(0\d|1\d|20)\// : /addr=10\.77\.0\.(5\d|[6-9]\d)\//);
+    if (c.install) {
+      assert.match((await vm.waitFor(/KAIROS-PXE-STATE[^\r\n]*/, 120_000)).match, /livecd_boot/);
+      const inst = await vm.waitFor(/installing to \/dev\/vda[^\r\n]*/, 600_000);
+      const off = await poweredOff(vm, 1_200_000);
+      console.log(
+        `install-mode: installer started ${inst.seconds.toFixed(1)}s, powered off ${off.toFixed(1)}s`,
+      );
+    }
   } finally {
     await vm.stop();
   }
@@ -129,6 +162,36 @@ async function pxeBoot(t: TestContext, c: Case): Promise<void> {
     );
     assert.doesNotMatch(log, /ACK 10\.77/, "ProxyDHCP never handed out an address");
   }
+  if (c.install) await bootInstalled(work, disk);
+}
+
+/** The disk installed over the network boots on its own (no NIC) to active_boot with the config_url's config. */
+async function bootInstalled(work: string, disk: string): Promise<void> {
+  const vm = await boot({
+    firmware: "bios",
+    workDir: work,
+    extraArgs: virtioDrive(disk, "raw"),
+    lockTimeoutMs: LOCK_WAIT_MS,
+  });
+  try {
+    const sw = await vm.waitFor("KAIROS-INITRAMFS: switching root (installed)", 600_000);
+    const state = await vm.waitFor(/KAIROS-PXE-STATE[^\r\n]*/, 600_000);
+    const up = await vm.waitFor(/KAIROS-PXE-UP[^\r\n]*/, 480_000);
+    console.log(
+      `installed disk: switch_root ${sw.seconds.toFixed(1)}s, ${state.match.trim()}, multi-user ${up.seconds.toFixed(1)}s`,
+    );
+    assert.match(vm.log(), /root=LABEL=COS_ACTIVE cos-img\/filename=\/cOS\/active\.img/);
+    assert.match(state.match, /KAIROS-PXE-STATE active_boot\b/);
+    assert.match(up.match, /mode=installed\b/);
+    assert.match(up.match, /user=1000\b/, "the config_url's user exists on the installed system");
+    assert.match(
+      up.match,
+      /marker=from-config-url/,
+      "the config_url's stages.boot runs on the installed system",
+    );
+  } finally {
+    await vm.stop();
+  }
 }
 
 describe("PXE boot in a network namespace (QEMU TCG)", { timeout: 60 * 60_000 }, () => {
@@ -136,6 +199,6 @@ describe("PXE boot in a network namespace (QEMU TCG)", { timeout: 60 * 60_000 },
     pxeBoot(t, { firmware: "bios", full: false }));
   it("UEFI (OVMF's PXE), ProxyDHCP beside dnsmasq: TFTP ipxe.efi → script → multi-user", (t) =>
     pxeBoot(t, { firmware: "uefi", full: false }));
-  it("BIOS, our server as the full DHCP server (--dhcp-range)", (t) =>
-    pxeBoot(t, { firmware: "bios", full: true }));
+  it("BIOS, our server as the full DHCP server (--dhcp-range), install-mode: installs, powers off, the disk boots", (t) =>
+    pxeBoot(t, { firmware: "bios", full: true, install: true }));
 });

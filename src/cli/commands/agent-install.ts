@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { stringify } from "yaml";
 import { install, installDialogue } from "../../agent/index.js";
-import { ConfigErrors, collectConfig, loadSource, mergeConfigs } from "../../config/index.js";
+import { type Collected, ConfigErrors, collectConfig, loadSource, mergeConfigs } from "../../config/index.js";
 import { KairosError } from "../../sys/index.js";
 import { action, type Register } from "../common.js";
 
@@ -24,12 +24,30 @@ async function cmdlineWords(): Promise<string[]> {
   return (await readFile("/proc/cmdline", "utf8").catch(() => "")).split(/\s+/).filter(Boolean);
 }
 
+/**
+ * The cloud-config for COS_OEM: the config files, plus what the kernel command line's
+ * config_url fetched (a netbooted node gets its cloud-config only that way, and the installed
+ * system boots without the netboot server). The command line's own words stay out (they are
+ * this boot's), and so does the fetched documents' config_url (already inlined; the server
+ * may be gone).
+ */
+export function oemCloudConfig(files: Collected, all: Collected): string {
+  const known = new Set(files.configs.map((c) => c.file));
+  const fetched = all.configs
+    .filter((c) => /^https?:\/\//i.test(c.file) && !known.has(c.file))
+    .map((c) => {
+      const { config_url: _inlined, ...value } = c.value;
+      return { ...c, value };
+    });
+  return `#cloud-config\n${stringify(mergeConfigs([...files.configs, ...fetched]).value)}`;
+}
+
 /** The merged config of this node (config directories + kernel command line) and the user's part of it for COS_OEM. */
 async function nodeConfig(): Promise<{ config: Record<string, unknown>; oem: string }> {
   const all = await collectConfig({ root: "/" });
   for (const e of all.errors) process.stderr.write(`warning: ${e.message} (file left out)\n`);
   const files = await collectConfig({ root: "/", cmdline: false });
-  return { config: all.merged.value, oem: `#cloud-config\n${stringify(files.merged.value)}` };
+  return { config: all.merged.value, oem: oemCloudConfig(files, all) };
 }
 
 /** kairos-agent install | manual-install | interactive-install. */

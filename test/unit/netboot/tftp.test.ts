@@ -214,6 +214,8 @@ describe("TFTP server", () => {
   });
 
   it("a client that vanishes mid-transfer is dropped after the retries: socket and timer freed", async () => {
+    // Earlier tests' transfers (abandoned, or their last ACK not yet read) end first.
+    await waitFor(() => srv.stats().active === 0, 3000);
     const before = srv.stats();
     const s = await udp();
     s.send(encodeRequest({ filename: "big.bin", mode: "octet", options: new Map() }), srv.port, HOST);
@@ -272,6 +274,82 @@ describe("TFTP server", () => {
     const r2 = await tftpGet({ host: HOST, port: srv.port, file: "small.bin", options: { blksize: "1024" } });
     assert.deepEqual(r2.data, small);
     await waitFor(() => srv.stats().active === 0, 3000);
+  });
+});
+
+describe("TFTP server reading from disk (files not kept in memory)", () => {
+  let work: string;
+  let srv: RunningTftpServer;
+  // Over several 128 KiB chunks, and one that ends exactly on a chunk of 1468-byte blocks.
+  const big = randomBytes(1_000_003);
+  const aligned = randomBytes(89 * 1468 * 2);
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), "kairos-tftp-disk-"));
+    await writeFile(join(work, "big.bin"), big);
+    await writeFile(join(work, "aligned.bin"), aligned);
+    srv = await startTftpServer({
+      root: work,
+      address: HOST,
+      port: 0,
+      timeoutMs: 150,
+      retries: 2,
+      cache: { maxFileBytes: 0 },
+    });
+  });
+  after(async () => {
+    await srv.close();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it("lock-step and windowed transfers across chunk boundaries (read ahead while sending)", async () => {
+    const variants: Record<string, string>[] = [
+      {},
+      { blksize: "1468" },
+      { blksize: "1468", windowsize: "16" },
+      { blksize: "1000", windowsize: "7" },
+    ];
+    for (const options of variants) {
+      assert.deepEqual((await tftpGet({ host: HOST, port: srv.port, file: "big.bin", options })).data, big);
+    }
+    const r = await tftpGet({
+      host: HOST,
+      port: srv.port,
+      file: "aligned.bin",
+      options: { blksize: "1468" },
+    });
+    assert.deepEqual(r.data, aligned);
+  });
+
+  it("a client that vanishes mid-transfer is dropped; its file and socket are closed", async () => {
+    await waitFor(() => srv.stats().active === 0, 3000);
+    const before = srv.stats();
+    const s = await udp();
+    s.send(encodeRequest({ filename: "big.bin", mode: "octet", options: new Map() }), srv.port, HOST);
+    await waitFor(() => srv.stats().active === before.active + 1, 1000);
+    s.close();
+    await waitFor(() => srv.stats().active === before.active, 2000);
+    assert.equal(srv.stats().failed, before.failed + 1);
+  });
+});
+
+describe("TFTP server: files kept in memory", () => {
+  it("a file replaced between two transfers is sent as it is now", async () => {
+    const work = await mkdtemp(join(tmpdir(), "kairos-tftp-mem-"));
+    const srv = await startTftpServer({ root: work, address: HOST, port: 0 });
+    try {
+      const one = randomBytes(5000);
+      const two = randomBytes(7000);
+      await writeFile(join(work, "f.bin"), one);
+      assert.deepEqual((await tftpGet({ host: HOST, port: srv.port, file: "f.bin" })).data, one);
+      assert.deepEqual((await tftpGet({ host: HOST, port: srv.port, file: "f.bin" })).data, one);
+      await writeFile(join(work, "f.bin"), two);
+      const r = await tftpGet({ host: HOST, port: srv.port, file: "f.bin", options: { tsize: "0" } });
+      assert.deepEqual(r.data, two);
+      assert.equal(r.oack?.get("tsize"), "7000");
+    } finally {
+      await srv.close();
+      await rm(work, { recursive: true, force: true });
+    }
   });
 });
 
