@@ -3,8 +3,31 @@ import { createHash, type Hash } from "node:crypto";
 import { lstatSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
+import { takeFileLock } from "./flock.js";
 
 const REPO = resolve(import.meta.dirname, "../..");
+
+/**
+ * Build a cached fixture at most once across concurrent test processes: `cached()` answers
+ * from the published fixture (or undefined), `build()` makes and publishes it. The check runs
+ * again under `flock DIR.lock`, so a second process waits for the first one's build and then
+ * reads it instead of building the same thing beside it.
+ */
+export async function lockedFixture<T>(
+  dir: string,
+  cached: () => T | undefined,
+  build: () => Promise<T>,
+  timeoutMs = 60 * 60_000,
+): Promise<T> {
+  const hit = cached();
+  if (hit !== undefined) return hit;
+  const release = await takeFileLock(`${dir}.lock`, timeoutMs, "fixture lock");
+  try {
+    return cached() ?? (await build());
+  } finally {
+    release();
+  }
+}
 
 /**
  * Publish a fixture built in `tmp` (a sibling of `dir`) as `dir`: its description goes to
@@ -24,7 +47,13 @@ export async function publishFixture<T>(tmp: string, dir: string, fixture: T, pr
 export function pruneFixtures(dir: string, prefix: string): void {
   const parent = dirname(dir);
   for (const name of readdirSync(parent)) {
-    if (name.startsWith(prefix) && name !== basename(dir) && !name.includes(".tmp-")) {
+    // Lock files stay: a process may be waiting on one (lockedFixture).
+    if (
+      name.startsWith(prefix) &&
+      name !== basename(dir) &&
+      !name.includes(".tmp-") &&
+      !name.endsWith(".lock")
+    ) {
       rmSync(join(parent, name), { recursive: true, force: true });
     }
   }

@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { cacheRoot, type Started, start } from "../../src/sys/index.js";
+import { takeFileLock } from "./flock.js";
 
 export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 export const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
@@ -142,40 +143,6 @@ export class Vm {
 }
 
 /** Hold an exclusive flock on `path` until the returned function is called (or we die). */
-async function takeLock(path: string, timeoutMs: number): Promise<() => void> {
-  const child = spawn(
-    "flock",
-    [
-      "--exclusive",
-      "--timeout",
-      String(Math.ceil(timeoutMs / 1000)),
-      path,
-      "sh",
-      "-c",
-      "echo locked; exec cat",
-    ],
-    {
-      stdio: ["pipe", "pipe", "pipe"],
-    },
-  );
-  let err = "";
-  child.stderr.on("data", (c: Buffer) => {
-    err += c.toString();
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.once("data", () => resolve());
-    child.once("exit", (code) =>
-      reject(new Error(`could not take the QEMU lock ${path} (flock exit ${code}): ${err}`)),
-    );
-    child.once("error", reject);
-  });
-  child.removeAllListeners("exit");
-  // Closing stdin ends `cat`, which releases the lock; if this process dies the pipe closes too.
-  return () => {
-    if (!child.stdin.destroyed) child.stdin.end();
-  };
-}
-
 /** The QEMU command line for `opts` (exported so a failing test can print it). */
 export function qemuArgs(opts: BootOptions, logPath: string, varsPath: string): string[] {
   const args = [
@@ -212,7 +179,7 @@ export function qemuArgs(opts: BootOptions, logPath: string, varsPath: string): 
 
 /** Run `fn` holding the machine-wide QEMU lock (for guests a test starts without `boot`). */
 export async function withQemuLock<T>(fn: () => Promise<T>, timeoutMs = 15 * 60_000): Promise<T> {
-  const release = await takeLock(join(testCacheDir(), "..", "qemu.lock"), timeoutMs);
+  const release = await takeFileLock(join(testCacheDir(), "..", "qemu.lock"), timeoutMs, "QEMU lock");
   try {
     return await fn();
   } finally {
@@ -223,7 +190,7 @@ export async function withQemuLock<T>(fn: () => Promise<T>, timeoutMs = 15 * 60_
 /** Start a guest (after taking the QEMU lock). Always `await vm.stop()` in a finally/after. */
 export async function boot(opts: BootOptions): Promise<Vm> {
   const lockPath = join(testCacheDir(), "..", "qemu.lock");
-  const release = await takeLock(lockPath, opts.lockTimeoutMs ?? 15 * 60_000);
+  const release = await takeFileLock(lockPath, opts.lockTimeoutMs ?? 15 * 60_000, "QEMU lock");
   try {
     const logPath = join(opts.workDir, `serial-${opts.firmware}-${Date.now()}.log`);
     const varsPath = join(opts.workDir, "OVMF_VARS.fd");
