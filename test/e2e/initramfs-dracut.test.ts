@@ -16,7 +16,7 @@ import { MARKER_UNIT } from "./initramfs-fixture.js";
 const LIVE = "console=ttyS0 root=live:CDLABEL=COS_LIVE rd.live.dir=/ rd.live.squashimg=rootfs.squashfs";
 
 describe("dracut initrd with the kairos module boots the live ISO (QEMU TCG)", {
-  timeout: 25 * 60_000,
+  timeout: 45 * 60_000,
 }, () => {
   it("switches root through the early-boot script and reaches multi-user", async (t) => {
     assert.equal(process.getuid?.(), 0, "this test needs root (chroot, dracut): run scripts/test as root");

@@ -13,7 +13,7 @@ import { boot } from "../helpers/qemu.js";
 import { tempDir } from "../helpers/tmp.js";
 import { baseRootfsTar, liveFixture } from "./initramfs-fixture.js";
 
-describe("universal initramfs: installed system (QEMU TCG)", { timeout: 15 * 60_000 }, async () => {
+describe("universal initramfs: installed system (QEMU TCG)", { timeout: 45 * 60_000 }, async () => {
   const tar = await baseRootfsTar();
   it("mounts active.img from COS_STATE, COS_OEM at /oem, COS_PERSISTENT binds; missing image fails fast", {}, async (t) => {
     const fx = await liveFixture(tar!);

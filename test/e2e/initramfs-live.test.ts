@@ -7,7 +7,7 @@ import { baseRootfsTar, type LiveFixture, liveFixture } from "./initramfs-fixtur
 const LIVE = "console=ttyS0 root=live:CDLABEL=COS_LIVE rd.live.dir=/ rd.live.squashimg=rootfs.squashfs";
 
 describe("universal initramfs boots the image's own kernel (QEMU TCG)", {
-  timeout: 15 * 60_000,
+  timeout: 45 * 60_000,
 }, async () => {
   const tar = await baseRootfsTar();
   let fx: LiveFixture | undefined;

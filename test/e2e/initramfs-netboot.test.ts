@@ -17,7 +17,7 @@ import { tempDir } from "../helpers/tmp.js";
 import { baseRootfsTar, liveFixture } from "./initramfs-fixture.js";
 
 describe("universal initramfs netboot (QEMU TCG, user-mode network restricted to a host-loopback HTTP server)", {
-  timeout: 15 * 60_000,
+  timeout: 45 * 60_000,
 }, async () => {
   const tar = await baseRootfsTar();
   it("fetches rootfs.squashfs over HTTP into RAM and boots it", {}, async (t) => {

@@ -44,7 +44,7 @@ function checkLive(line: string): void {
   );
 }
 
-describe("live ISO boots under QEMU (TCG)", { timeout: 30 * 60_000 }, async () => {
+describe("live ISO boots under QEMU (TCG)", { timeout: 45 * 60_000 }, async () => {
   const tar = await baseRootfsTar();
   let fx: IsoFixture | undefined;
 

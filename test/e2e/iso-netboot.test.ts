@@ -16,7 +16,7 @@ import { isoFixture } from "./iso-fixture.js";
 
 const KAIROS = resolve(import.meta.dirname, "../../bin/kairos");
 
-describe("netboot files boot over our HTTP server (QEMU TCG)", { timeout: 20 * 60_000 }, async () => {
+describe("netboot files boot over our HTTP server (QEMU TCG)", { timeout: 45 * 60_000 }, async () => {
   const tar = await baseRootfsTar();
   it("kernel + initrd + cmdline from build netboot-files; squashfs fetched over HTTP", {}, async (t) => {
     const fx = await isoFixture(tar!);

@@ -40,7 +40,7 @@ export interface BootOptions {
   extraArgs?: string[];
   /** Run QEMU inside this network namespace (`ip netns exec`), for tap networks a test builds. */
   netns?: string;
-  /** Longest wait for the QEMU lock (default 15 min: other test runs may hold it). */
+  /** Longest wait for the QEMU lock (default 30 min: e2e files run two at a time, and the other may hold it for its longest boot). */
   lockTimeoutMs?: number;
   /** Default tcg: tests use software emulation on this shared host; benches may pass kvm. */
   accel?: "kvm" | "tcg";
@@ -190,7 +190,7 @@ export async function withQemuLock<T>(fn: () => Promise<T>, timeoutMs = 15 * 60_
 /** Start a guest (after taking the QEMU lock). Always `await vm.stop()` in a finally/after. */
 export async function boot(opts: BootOptions): Promise<Vm> {
   const lockPath = join(testCacheDir(), "..", "qemu.lock");
-  const release = await takeFileLock(lockPath, opts.lockTimeoutMs ?? 15 * 60_000, "QEMU lock");
+  const release = await takeFileLock(lockPath, opts.lockTimeoutMs ?? 30 * 60_000, "QEMU lock");
   try {
     const logPath = join(opts.workDir, `serial-${opts.firmware}-${Date.now()}.log`);
     const varsPath = join(opts.workDir, "OVMF_VARS.fd");
