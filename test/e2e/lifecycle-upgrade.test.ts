@@ -124,11 +124,11 @@ describe("upgrade, broken-init fallback, power cuts and reset on an installed no
     work = (await run("mktemp", ["-d", "/var/tmp/kairos-lc-upgrade-XXXXXX"])).stdout.trim();
     reg = await startRegistry();
     // The images are built on the host while the installed-disk fixture waits for QEMU.
-    const images = join(work, "images");
+    // One layout each: two writers of one layout's index race.
     const [fx] = await Promise.all([
       installedDiskFixture(),
-      pushKairosImage(images, reg, "v2", "v2.0.0-e2e"),
-      pushBrokenImage(images, reg),
+      pushKairosImage(join(work, "images-v2"), reg, "v2", "v2.0.0-e2e"),
+      pushBrokenImage(join(work, "images-v3"), reg),
     ]);
     const raw = join(work, "disk.raw");
     await run("cp", ["--sparse=always", "--reflink=auto", fx.disk, raw]);
