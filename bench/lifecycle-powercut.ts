@@ -6,6 +6,14 @@
  * e2e's, test/e2e/lifecycle-upgrade.test.ts; this is the long matrix it leaves out.)
  *
  *   node --import tsx bench/lifecycle-powercut.ts [--points N]
+ *
+ * With `--qemu`: cuts of the whole machine instead — a copy of the installed-disk fixture under
+ * QEMU TCG (UEFI) upgrades to v2 from a local registry at every boot, and QEMU is killed
+ * (SIGKILL, no shutdown) at a random instant of that upgrade; the next boot must reach
+ * multi-user as active or passive and run the driver, which is also the start of the next cut.
+ * One boot per point (~3 min under TCG), so N=20 is about an hour.
+ *
+ *   node --import tsx bench/lifecycle-powercut.ts --qemu [--points N]
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -15,6 +23,16 @@ import { join } from "node:path";
 import { resolveSlot, updateGrubenv, upgradeSystem } from "../src/agent/index.js";
 import { openImage, writeImage } from "../src/oci/index.js";
 import { run } from "../src/sys/index.js";
+import { installedDiskFixture } from "../test/e2e/lifecycle-fixture.js";
+import {
+  attach,
+  bootDriven,
+  field,
+  GUEST_REGISTRY,
+  pushKairosImage,
+  slots,
+} from "../test/e2e/node-driver.js";
+import { startRegistry } from "../test/helpers/registry.js";
 
 const points = Number(process.argv[process.argv.indexOf("--points") + 1] || 24) || 24;
 const REPO = new URL("..", import.meta.url).pathname;
@@ -133,4 +151,72 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+/** Whole-machine cuts: one boot per point; each boot checks the previous cut and makes the next. */
+async function qemuCuts(): Promise<void> {
+  const work = await mkdtemp(join("/var/tmp", "kairos-bench-powercut-qemu-"));
+  const reg = await startRegistry();
+  try {
+    const [fx] = await Promise.all([
+      installedDiskFixture(),
+      pushKairosImage(join(work, "images"), reg, "v2", "v2.0.0-e2e"),
+    ]);
+    const raw = join(work, "disk.raw");
+    await run("cp", ["--sparse=always", "--reflink=auto", fx.disk, raw]);
+    const disk = await attach(raw, join(work, "mnt"));
+    const script = `upgrade oci:${GUEST_REGISTRY}/kairos-e2e:v2\nsystemctl poweroff\n`;
+    const MIN = 60_000;
+    // The first boot lets its upgrade finish: its duration is the window the cuts fall in.
+    let window = 0;
+    let ok = 0;
+    const failures: string[] = [];
+    for (let i = 0; i <= points; i++) {
+      const vm = await bootDriven({ disk, workDir: join(work, `b${i}`), reg, script });
+      try {
+        const up = await vm.waitFor(/E2E UP [^\r\n]*/, 15 * MIN).catch((e: Error) => e);
+        if (up instanceof Error) {
+          failures.push(`boot after cut ${i}: ${up.message.split("\n")[0]}`);
+          break;
+        }
+        const mode = field(up.match, "boot");
+        if (i > 0) {
+          if (/^(active|passive)_boot$/.test(mode)) ok++;
+          else failures.push(`boot after cut ${i}: ${mode}`);
+          console.log(
+            `boot after cut ${i}: ${mode} ${field(up.match, "version")} (up after ${up.seconds.toFixed(0)}s)`,
+          );
+        }
+        if (i === points) break;
+        const checked = await vm.waitFor("upgrade: checked", 20 * MIN);
+        if (i === 0) {
+          const done = await vm.waitFor(/E2E UPGRADE rc=\d+[^\r\n]*/, 40 * MIN);
+          window = (done.seconds - checked.seconds) * 1000;
+          console.log(
+            `one upgrade under TCG: ${(window / 1000).toFixed(0)} s from "checked"; ${points} cuts in it`,
+          );
+          continue;
+        }
+        const at = Math.floor(Math.random() * window);
+        await new Promise((r) => setTimeout(r, at));
+        const last = vm
+          .log()
+          .match(/upgrade: [a-z]+|Upgrade completed/g)
+          ?.slice(-1)[0];
+        console.log(`cut ${i} ${(at / 1000).toFixed(1)} s after "checked" (last line seen: ${last})`);
+      } finally {
+        await vm.stop();
+      }
+      await disk.withPartitions(async ({ state }) =>
+        console.log(`  on disk: ${JSON.stringify(await slots(state))}`),
+      );
+    }
+    console.log(
+      `${ok}/${points} whole-machine cuts came back to a working system${failures.length ? `; failures: ${failures.join("; ")}` : ""}`,
+    );
+  } finally {
+    await reg.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv.includes("--qemu")) await qemuCuts();
+else await main();

@@ -140,6 +140,8 @@ export async function bootDriven(opts: {
   reg: TestRegistry;
   script: string;
   firmware?: "uefi" | "bios";
+  /** Let the guest reboot inside this QEMU (panic=5, `systemctl reboot`) instead of exiting. */
+  reboot?: boolean;
 }): Promise<Vm> {
   await opts.disk.withPartitions(async ({ oem }) => {
     await writeFile(join(oem, "95_e2e.yaml"), DRIVER_CONFIG);
@@ -156,7 +158,11 @@ export async function bootDriven(opts: {
       "-device",
       "virtio-net-pci,netdev=n0",
     ],
-    extraArgs: virtioDrive(opts.disk.raw, opts.format ?? "raw"),
+    // The harness passes -no-reboot; a later -action reboot=reset overrides it (QEMU >= 6).
+    extraArgs: [
+      ...virtioDrive(opts.disk.raw, opts.format ?? "raw"),
+      ...(opts.reboot ? ["-action", "reboot=reset"] : []),
+    ],
     lockTimeoutMs: LOCK_WAIT_MS,
   });
 }
