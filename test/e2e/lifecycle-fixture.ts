@@ -22,7 +22,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { dirname, join } from "node:path";
 import { ensureDefaultBase } from "../../src/base/index.js";
 import { run } from "../../src/sys/index.js";
-import { fixtureKey, publishFixture } from "../helpers/fixture.js";
+import { fixtureKey, lockedFixture, publishFixture } from "../helpers/fixture.js";
 import { BootFailure, boot, testCacheDir, type Vm } from "../helpers/qemu.js";
 import { KAIROS, REPO } from "./iso-cli-fixture.js";
 
@@ -114,44 +114,49 @@ async function buildLifecycleIso(): Promise<{ iso: string; key: string }> {
   const key = inputsKey(base.key);
   const dir = join(testCacheDir(), `lifecycle-iso-${key}`);
   const iso = join(dir, "kairos.iso");
-  if (existsSync(iso)) return { iso, key };
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  const ov = join(tmp, "overlay");
-  mkdirSync(join(ov, "etc/systemd/system/multi-user.target.wants"), { recursive: true });
-  mkdirSync(join(ov, "usr/lib/kairos-e2e"), { recursive: true });
-  writeFileSync(join(ov, "usr/lib/kairos-e2e/lc-report"), LC_REPORT, { mode: 0o755 });
-  writeFileSync(join(ov, "etc/systemd/system/kairos-lc-report.service"), LC_UNIT);
-  await run("ln", [
-    "-s",
-    "/etc/systemd/system/kairos-lc-report.service",
-    join(ov, "etc/systemd/system/multi-user.target.wants/kairos-lc-report.service"),
-  ]);
-  writeFileSync(join(tmp, "config.yaml"), LC_CLOUD_CONFIG);
-  try {
-    const r = await run(KAIROS, [
-      "build",
-      "iso",
-      base.ref,
-      "--cloud-config",
-      join(tmp, "config.yaml"),
-      "--overlay-rootfs",
-      ov,
-      "--grub-timeout",
-      "1",
-      "--name",
-      "kairos",
-      "-o",
-      tmp,
-    ]);
-    writeFileSync(join(tmp, "build.log"), r.stderr + r.stdout);
-  } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw err;
-  }
-  await publishFixture(tmp, dir, { iso });
-  pruneStale("lifecycle-iso-", dir);
-  return { iso, key };
+  return lockedFixture(
+    dir,
+    () => (existsSync(iso) ? { iso, key } : undefined),
+    async () => {
+      const tmp = `${dir}.tmp-${process.pid}`;
+      rmSync(tmp, { recursive: true, force: true });
+      const ov = join(tmp, "overlay");
+      mkdirSync(join(ov, "etc/systemd/system/multi-user.target.wants"), { recursive: true });
+      mkdirSync(join(ov, "usr/lib/kairos-e2e"), { recursive: true });
+      writeFileSync(join(ov, "usr/lib/kairos-e2e/lc-report"), LC_REPORT, { mode: 0o755 });
+      writeFileSync(join(ov, "etc/systemd/system/kairos-lc-report.service"), LC_UNIT);
+      await run("ln", [
+        "-s",
+        "/etc/systemd/system/kairos-lc-report.service",
+        join(ov, "etc/systemd/system/multi-user.target.wants/kairos-lc-report.service"),
+      ]);
+      writeFileSync(join(tmp, "config.yaml"), LC_CLOUD_CONFIG);
+      try {
+        const r = await run(KAIROS, [
+          "build",
+          "iso",
+          base.ref,
+          "--cloud-config",
+          join(tmp, "config.yaml"),
+          "--overlay-rootfs",
+          ov,
+          "--grub-timeout",
+          "1",
+          "--name",
+          "kairos",
+          "-o",
+          tmp,
+        ]);
+        writeFileSync(join(tmp, "build.log"), r.stderr + r.stdout);
+      } catch (err) {
+        rmSync(tmp, { recursive: true, force: true });
+        throw err;
+      }
+      await publishFixture(tmp, dir, { iso });
+      pruneStale("lifecycle-iso-", dir);
+      return { iso, key };
+    },
+  );
 }
 
 /** Wait until the guest powers off (the kernel's last line, or QEMU exiting cleanly); seconds since start. */
@@ -208,45 +213,50 @@ async function buildInstalledDisk(): Promise<InstalledDisk> {
   const { iso, key } = await lifecycleIso();
   const dir = join(testCacheDir(), `lifecycle-disk-${key}`);
   const meta = join(dir, "fixture.json");
-  if (existsSync(meta)) return JSON.parse(readFileSync(meta, "utf8")) as InstalledDisk;
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  const disk = join(tmp, "disk.raw");
-  const small = join(tmp, "small.raw");
-  await run("truncate", ["-s", String(DISK_BYTES), disk]);
-  await run("truncate", ["-s", "4G", small]);
-  const vm = await boot({
-    firmware: "uefi",
-    cdrom: iso,
-    lockTimeoutMs: LOCK_WAIT_MS,
-    workDir: tmp,
-    extraArgs: [...virtioDrive(disk, "raw"), ...virtioDrive(small, "raw")],
-  });
-  let seconds = 0;
-  try {
-    await vm.waitFor("KAIROS-INITRAMFS: switching root (live)", 600_000);
-    await vm.waitFor("Running after-install hook", 1_200_000);
-    seconds = await poweredOff(vm, 600_000);
-  } catch (err) {
-    writeFileSync(join(tmp, "..", `lifecycle-install-failed-${process.pid}.log`), vm.log());
-    await vm.stop();
-    rmSync(tmp, { recursive: true, force: true });
-    throw err;
-  }
-  const log = vm.log();
-  await vm.stop();
-  rmSync(small, { force: true });
-  writeFileSync(join(tmp, "install.log"), log);
-  const final: InstalledDisk = {
-    disk: join(dir, "disk.raw"),
-    iso,
-    installLog: join(dir, "install.log"),
-    installSeconds: seconds,
-  };
-  const published = await publishFixture(tmp, dir, final);
-  pruneStale("lifecycle-disk-", dir);
-  return published;
+  return lockedFixture(
+    dir,
+    () => (existsSync(meta) ? (JSON.parse(readFileSync(meta, "utf8")) as InstalledDisk) : undefined),
+    async () => {
+      const tmp = `${dir}.tmp-${process.pid}`;
+      rmSync(tmp, { recursive: true, force: true });
+      mkdirSync(tmp, { recursive: true });
+      const disk = join(tmp, "disk.raw");
+      const small = join(tmp, "small.raw");
+      await run("truncate", ["-s", String(DISK_BYTES), disk]);
+      await run("truncate", ["-s", "4G", small]);
+      const vm = await boot({
+        firmware: "uefi",
+        cdrom: iso,
+        lockTimeoutMs: LOCK_WAIT_MS,
+        workDir: tmp,
+        extraArgs: [...virtioDrive(disk, "raw"), ...virtioDrive(small, "raw")],
+      });
+      let seconds = 0;
+      try {
+        await vm.waitFor("KAIROS-INITRAMFS: switching root (live)", 600_000);
+        await vm.waitFor("Running after-install hook", 1_200_000);
+        seconds = await poweredOff(vm, 600_000);
+      } catch (err) {
+        writeFileSync(join(tmp, "..", `lifecycle-install-failed-${process.pid}.log`), vm.log());
+        await vm.stop();
+        rmSync(tmp, { recursive: true, force: true });
+        throw err;
+      }
+      const log = vm.log();
+      await vm.stop();
+      rmSync(small, { force: true });
+      writeFileSync(join(tmp, "install.log"), log);
+      const final: InstalledDisk = {
+        disk: join(dir, "disk.raw"),
+        iso,
+        installLog: join(dir, "install.log"),
+        installSeconds: seconds,
+      };
+      const published = await publishFixture(tmp, dir, final);
+      pruneStale("lifecycle-disk-", dir);
+      return published;
+    },
+  );
 }
 
 /**
@@ -257,7 +267,7 @@ function pruneStale(prefix: string, keep: string): void {
   const parent = dirname(keep);
   for (const name of readdirSync(parent)) {
     const p = join(parent, name);
-    if (!name.startsWith(prefix) || p === keep || name.includes(".tmp-")) continue;
+    if (!name.startsWith(prefix) || p === keep || name.includes(".tmp-") || name.endsWith(".lock")) continue;
     if (Date.now() - statSync(p).mtimeMs > 24 * 3600_000) rmSync(p, { recursive: true, force: true });
   }
 }
