@@ -25,7 +25,7 @@ import { boot, type Vm } from "../helpers/qemu.js";
 import { startRegistry, type TestRegistry } from "../helpers/registry.js";
 import { tempDir } from "../helpers/tmp.js";
 import { diskFixture } from "./disk-fixture.js";
-import { poweredOff } from "./lifecycle-fixture.js";
+import { LOCK_WAIT_MS, poweredOff } from "./lifecycle-fixture.js";
 import {
   attach,
   bootDriven,
@@ -163,6 +163,7 @@ describe("disk images boot and upgrade under QEMU (TCG)", { timeout: 120 * MIN }
       firmware: "uefi",
       workDir: dir,
       extraArgs: ["-drive", `file=${fx.file},format=qcow2,if=virtio,snapshot=on`],
+      lockTimeoutMs: LOCK_WAIT_MS,
     });
     try {
       await vm.waitFor(/KAIROS-INITRAMFS: switching root/, 10 * MIN);
