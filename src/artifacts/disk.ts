@@ -66,7 +66,7 @@ export interface DiskSizes {
   disk?: number;
   /** COS_STATE (default: three slots + 10% + 64 MiB: active, passive and an upgrade in flight). */
   state?: number;
-  /** COS_RECOVERY (default: one slot + 10% + 64 MiB). */
+  /** COS_RECOVERY (default: as COS_STATE: the recovery system and room for `upgrade --recovery`). */
   recovery?: number;
   /** COS_PERSISTENT's least size when the disk size is not given (default 256 MiB; it grows on first boot). */
   persistent?: number;
@@ -90,6 +90,10 @@ function withOverhead(bytes: number): number {
  * The installed node's layout (src/disk's declaration: names, labels, filesystems, order) with
  * the sizes of a disk image: COS_STATE and COS_RECOVERY sized from the system slot (AuroraBoot
  * sizes the state partition at three images plus room) unless given, COS_PERSISTENT the rest.
+ * COS_RECOVERY gets the same three slots: `kairos-agent upgrade --recovery` writes the new
+ * recovery slot beside the old one and its space check asks 1.3x the image's compressed layers
+ * (~1.6 slots for the default image: 298 MB of layers, a 245 MiB slot), which one slot + 10% +
+ * 64 MiB (67 MiB free, measured) refused; an installed node's COS_RECOVERY is 8 GiB.
  */
 export function diskLayout(
   slotBytes: number,
@@ -98,7 +102,7 @@ export function diskLayout(
   const minState = withOverhead(3 * slotBytes);
   const minRecovery = withOverhead(slotBytes);
   const state = sizes.state ?? minState;
-  const recovery = sizes.recovery ?? minRecovery;
+  const recovery = sizes.recovery ?? minState;
   // One slot must fit whatever was asked; three are the default, not a requirement.
   if (state < minRecovery) {
     throw new KairosError(

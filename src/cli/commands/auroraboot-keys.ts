@@ -76,7 +76,7 @@ export const AURORABOOT_KEYS: AuroraBootKey[] = [
   {
     key: "disk.recovery_image_size",
     type: "string",
-    help: "COS_RECOVERY size in MB (default: one system slot)",
+    help: "COS_RECOVERY size in MB (default: three system slots, room for a recovery upgrade)",
   },
   {
     key: "disable_iso",

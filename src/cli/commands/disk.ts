@@ -104,7 +104,10 @@ export const registerDisk: Register = (program) => {
       "size of the whole disk, MiB or with a unit (8G); COS_PERSISTENT takes the rest (default: just large enough)",
     )
     .option("--state-size <size>", "size of COS_STATE (default: three times the system image + 10% + 64 MiB)")
-    .option("--recovery-size <size>", "size of COS_RECOVERY (default: the system image + 10% + 64 MiB)")
+    .option(
+      "--recovery-size <size>",
+      "size of COS_RECOVERY (default: three times the system image + 10% + 64 MiB, room for upgrade --recovery)",
+    )
     .option("--cloud-config <file>", "validate this #cloud-config and put it on COS_OEM")
     .option("--overlay-rootfs <dir>", "add this directory's files to the system image (owned by root)")
     .option("--squashfs-level <n>", "zstd level of the system image", "3")

@@ -33,8 +33,11 @@ describe("disk image options", () => {
     );
     assert.deepEqual(
       requests.map((r) => r.size),
-      [MIB, 64 * MIB, 64 * MIB, 284 * MIB, 724 * MIB, undefined],
+      [MIB, 64 * MIB, 64 * MIB, 724 * MIB, 724 * MIB, undefined],
     );
+    // COS_RECOVERY has room for `kairos-agent upgrade --recovery` (the new slot beside the old);
+    // one slot's worth is still accepted when asked for.
+    assert.equal(diskLayout(200 * MIB, { recovery: 284 * MIB }).requests[3]!.size, 284 * MIB);
     assert.equal(diskLayout(200 * MIB, { state: 4096 * MIB }).requests[4]!.size, 4096 * MIB);
     assert.throws(
       () => diskLayout(200 * MIB, { state: 100 * MIB }),
