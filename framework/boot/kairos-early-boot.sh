@@ -285,30 +285,98 @@ kairos_mount_label() {
 	kairos_log "$1 ($_ml_dev) at $2"
 }
 
-# kairos_run_stage STAGE: run a cloud-config stage inside the new root with its own agent, as
-# upstream's immucore does for rootfs and initramfs (a failing stage is logged, not fatal).
-kairos_run_stage() {
-	_agent=/usr/bin/kairos-agent
-	if [ ! -x "$KAIROS_ROOT$_agent" ] && [ ! -L "$KAIROS_ROOT$_agent" ]; then
-		kairos_log "no $_agent in the image: stage $1 skipped"
-		return 0
+# kairos_agent_usable: the new root has its own agent and this initramfs can chroot into it.
+kairos_agent_usable() {
+	if [ ! -x "$KAIROS_ROOT/usr/bin/kairos-agent" ] && [ ! -L "$KAIROS_ROOT/usr/bin/kairos-agent" ]; then
+		kairos_log "no /usr/bin/kairos-agent in the image: stage $1 skipped"
+		return 1
 	fi
 	if ! command -v chroot >/dev/null 2>&1; then
 		kairos_log "no chroot in this initramfs: stage $1 skipped"
-		return 0
+		return 1
 	fi
+}
+
+kairos_bind_system() {
 	for _m in dev proc sys run; do
 		mkdir -p "$KAIROS_ROOT/$_m"
 		mount --bind "/$_m" "$KAIROS_ROOT/$_m" || kairos_fail "cannot bind /$_m into the new root"
 	done
-	_t0=$(cut -d' ' -f1 /proc/uptime 2>/dev/null)
-	kairos_log "running stage $1 (at ${_t0}s)"
-	chroot "$KAIROS_ROOT" "$_agent" run-stage "$1" >/run/kairos-stage-"$1".log 2>&1 ||
-		kairos_log "stage $1 failed (see /run/kairos-stage-$1.log)"
-	kairos_log "stage $1 done (at $(cut -d' ' -f1 /proc/uptime 2>/dev/null)s)"
+}
+
+kairos_unbind_system() {
 	for _m in run sys proc dev; do
 		umount "$KAIROS_ROOT/$_m" 2>/dev/null || umount -l "$KAIROS_ROOT/$_m"
 	done
+}
+
+kairos_uptime() {
+	cut -d' ' -f1 /proc/uptime 2>/dev/null
+}
+
+# kairos_run_stage STAGE: run a cloud-config stage inside the new root with its own agent, as
+# upstream's immucore does for rootfs and initramfs (a failing stage is logged, not fatal).
+kairos_run_stage() {
+	kairos_agent_usable "$1" || return 0
+	kairos_bind_system
+	kairos_log "running stage $1 (at $(kairos_uptime)s)"
+	chroot "$KAIROS_ROOT" /usr/bin/kairos-agent run-stage "$1" >/run/kairos-stage-"$1".log 2>&1 ||
+		kairos_log "stage $1 failed (see /run/kairos-stage-$1.log)"
+	kairos_log "stage $1 done (at $(kairos_uptime)s)"
+	kairos_unbind_system
+}
+
+# kairos_boot_stages: stages.rootfs, the layout it writes (kairos_layout), stages.initramfs —
+# with one agent process for both stages: each start of the ~100 MB agent costs seconds under
+# emulation (docs/benchmarks.md). The agent pauses between the stages (`run-stage rootfs
+# initramfs --pause DIR`): it writes "rootfs done" to the FIFO DIR/up and waits for a line on
+# DIR/down while this script mounts the layout. A subshell writes "exit N" to DIR/up when the
+# agent ends, so a read here never waits for an agent that died. Both FIFOs stay open
+# read-write on fds 3 and 4 here, so no open on either side blocks. A failing stage is logged,
+# not fatal; without the FIFOs, or when the agent ends before the pause, the old way: the
+# layout, then a second agent for stages.initramfs.
+kairos_boot_stages() {
+	if ! kairos_agent_usable "rootfs initramfs"; then
+		kairos_layout
+		return 0
+	fi
+	_hs=/run/kairos-stages
+	if ! mkdir -p "$_hs" || ! mkfifo "$_hs/up" "$_hs/down"; then
+		kairos_log "no FIFOs in $_hs: one agent per stage"
+		kairos_run_stage rootfs
+		kairos_layout
+		kairos_run_stage initramfs
+		return 0
+	fi
+	exec 3<>"$_hs/up" 4<>"$_hs/down"
+	kairos_bind_system
+	kairos_log "running stage rootfs (at $(kairos_uptime)s)"
+	(
+		chroot "$KAIROS_ROOT" /usr/bin/kairos-agent run-stage rootfs initramfs --pause "$_hs" \
+			>/run/kairos-stages.log 2>&1
+		echo "exit $?" >&3
+	) &
+	_agent_pid=$!
+	read -r _line <&3
+	if [ "$_line" = "rootfs done" ]; then
+		kairos_log "stage rootfs done (at $(kairos_uptime)s)"
+		kairos_layout
+		kairos_log "running stage initramfs (at $(kairos_uptime)s)"
+		echo go >&4
+		read -r _line <&3
+		[ "$_line" = "exit 0" ] || kairos_log "stage initramfs failed (see /run/kairos-stages.log)"
+		kairos_log "stage initramfs done (at $(kairos_uptime)s)"
+		kairos_unbind_system
+	else
+		kairos_log "stage rootfs failed (see /run/kairos-stages.log)"
+		kairos_log "stage rootfs done (at $(kairos_uptime)s)"
+		kairos_unbind_system
+		kairos_layout
+		kairos_run_stage initramfs
+	fi
+	wait "$_agent_pid"
+	exec 3>&- 4>&-
+	rm -rf "$_hs"
 }
 
 # kairos_layout: the mounts /run/cos/cos-layout.env asks for (written by the rootfs stage;
@@ -480,9 +548,7 @@ kairos_main() {
 			# immucore's order: COS_OEM (the user's config), stages.rootfs (writes the layout),
 			# the layout's mounts, stages.initramfs, then / read-only.
 			kairos_mount_label COS_OEM /oem || kairos_log "no COS_OEM partition"
-			kairos_run_stage rootfs
-			kairos_layout
-			kairos_run_stage initramfs
+			kairos_boot_stages
 			mount -o remount,ro "$KAIROS_ROOT" || kairos_fail "cannot make / read-only"
 		else
 			kairos_state_mounts

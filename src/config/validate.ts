@@ -29,11 +29,28 @@ function nullable(schema: unknown): unknown {
   return out;
 }
 
+/** The Ajv options of the config validator (also those of its build-time copy, below). */
+export const CONFIG_VALIDATOR_OPTIONS = { allErrors: true, strict: false, verbose: true } as const;
+
+/** The schema the config validator checks: the cloud-config schema, collections nullable. */
+export function validatedConfigSchema(): Schema {
+  return nullable(CLOUD_CONFIG_SCHEMA) as Schema;
+}
+
+/**
+ * Set by scripts/build-agent (esbuild --inject): the same validator compiled at build time
+ * (Ajv's standalone code), so an agent start does not compile the schema — under emulation
+ * that is ~3 s of CPU and ~70 MB of memory per start (docs/benchmarks.md).
+ */
+declare const __KAIROS_CONFIG_VALIDATOR__: ValidateFunction | undefined;
+
 let compiled: ValidateFunction | undefined;
 function validator(): ValidateFunction {
   if (!compiled) {
-    const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
-    compiled = ajv.compile(nullable(CLOUD_CONFIG_SCHEMA) as Schema);
+    compiled =
+      typeof __KAIROS_CONFIG_VALIDATOR__ === "function"
+        ? __KAIROS_CONFIG_VALIDATOR__
+        : new Ajv(CONFIG_VALIDATOR_OPTIONS).compile(validatedConfigSchema());
   }
   return compiled;
 }

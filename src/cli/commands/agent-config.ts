@@ -4,6 +4,7 @@ import { stringify } from "yaml";
 import {
   expandStage,
   nodeTemplateData,
+  pauseAfterStage,
   randomString,
   readNodeState,
   runStage,
@@ -253,56 +254,26 @@ export const registerAgentConfigCommands: Register = (program: Command) => {
 
   program
     .command("run-stage")
-    .description("run the steps of a stage (with its .before and .after) against a root directory")
-    .argument("<stage>", "rootfs, initramfs, boot, fs, network, reconcile, after-install, …")
+    .description(
+      "run the steps of a stage (with its .before and .after) against a root directory; several stages run in order in one process",
+    )
+    .argument("<stages...>", "rootfs, initramfs, boot, fs, network, reconcile, after-install, …")
     .option("--root <dir>", "target root directory", "/")
     .option("--strict", "make a failing step fatal (as `strict: true` in the config)")
     .option("--config <file>", "use only this cloud-config instead of the config directories")
     .option("--analyze", "list the steps that would run, in order, and run nothing")
+    .option(
+      "--pause <dir>",
+      "between two stages write `STAGE done` to the FIFO DIR/up and wait for a line on the FIFO DIR/down (the installed initramfs mounts the layout meanwhile)",
+    )
     .action(
       action(
         async (
-          stage: string,
-          opts: { root: string; strict?: boolean; config?: string; analyze?: boolean },
+          stages: string[],
+          opts: { root: string; strict?: boolean; config?: string; analyze?: boolean; pause?: string },
           cmd: Command,
         ) => {
           const g = globals(cmd);
-          let config: Record<string, unknown> | undefined;
-          if (opts.config) {
-            const r = await loadSource(opts.config);
-            if (r.errors.length) throw new ConfigErrors(r.errors);
-            config = mergeConfigs(r.configs).value;
-          } else if (opts.analyze || strictValidation(cmd)) {
-            // The same view of the config the runner takes (system stages read /system/oem too).
-            const base = stage.replace(/\.(before|after)$/, "");
-            const c = await collectConfig({
-              root: opts.root,
-              includeSystem: (SYSTEM_STAGES as readonly string[]).includes(base),
-              acceptYip: true,
-            });
-            for (const e of c.errors)
-              process.stderr.write(`${strictValidation(cmd) ? "error" : "warning"}: ${e.message}\n`);
-            if (strictValidation(cmd) && c.errors.length) throw new ConfigErrors(c.errors);
-            config = c.merged.value;
-          }
-          if (opts.analyze) {
-            const plan = expandStage(stage).map((name) => ({
-              stage: name,
-              steps: stepsOf(config ?? {}, name).map((st, i) => ({
-                index: i,
-                name: typeof st.name === "string" && st.name ? st.name : `step ${i}`,
-                keys: Object.keys(st).filter((k) => k !== "name"),
-              })),
-            }));
-            if (g.json) process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
-            else
-              for (const p of plan) {
-                process.stdout.write(`${p.stage}: ${p.steps.length ? "" : "(no steps)"}\n`);
-                for (const st of p.steps)
-                  process.stdout.write(`  ${st.index}. ${st.name} (${st.keys.join(", ")})\n`);
-              }
-            return 0;
-          }
           const log = g.quiet
             ? () => {}
             : g.json
@@ -311,8 +282,53 @@ export const registerAgentConfigCommands: Register = (program: Command) => {
                     `${JSON.stringify({ time: new Date().toISOString(), event: "log", message: l })}\n`,
                   )
               : (l: string) => process.stderr.write(`${l}\n`);
-          const report = await runStage(stage, { root: opts.root, strict: opts.strict, config, log });
-          if (g.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+          let fixed: Record<string, unknown> | undefined;
+          if (opts.config) {
+            const r = await loadSource(opts.config);
+            if (r.errors.length) throw new ConfigErrors(r.errors);
+            fixed = mergeConfigs(r.configs).value;
+          }
+          const plans: unknown[] = [];
+          for (const [i, stage] of stages.entries()) {
+            // Each stage reads the config directories afresh: what ran before it (the rootfs
+            // stage, the caller's mounts during --pause) may have changed them.
+            let config = fixed;
+            if (!config && (opts.analyze || strictValidation(cmd))) {
+              // The same view of the config the runner takes (system stages read /system/oem too).
+              const base = stage.replace(/\.(before|after)$/, "");
+              const c = await collectConfig({
+                root: opts.root,
+                includeSystem: (SYSTEM_STAGES as readonly string[]).includes(base),
+                acceptYip: true,
+              });
+              for (const e of c.errors)
+                process.stderr.write(`${strictValidation(cmd) ? "error" : "warning"}: ${e.message}\n`);
+              if (strictValidation(cmd) && c.errors.length) throw new ConfigErrors(c.errors);
+              config = c.merged.value;
+            }
+            if (opts.analyze) {
+              const plan = expandStage(stage).map((name) => ({
+                stage: name,
+                steps: stepsOf(config ?? {}, name).map((st, i) => ({
+                  index: i,
+                  name: typeof st.name === "string" && st.name ? st.name : `step ${i}`,
+                  keys: Object.keys(st).filter((k) => k !== "name"),
+                })),
+              }));
+              if (g.json) plans.push(...plan);
+              else
+                for (const p of plan) {
+                  process.stdout.write(`${p.stage}: ${p.steps.length ? "" : "(no steps)"}\n`);
+                  for (const st of p.steps)
+                    process.stdout.write(`  ${st.index}. ${st.name} (${st.keys.join(", ")})\n`);
+                }
+              continue;
+            }
+            const report = await runStage(stage, { root: opts.root, strict: opts.strict, config, log });
+            if (g.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+            if (opts.pause && i < stages.length - 1) pauseAfterStage(opts.pause, stage);
+          }
+          if (opts.analyze && g.json) process.stdout.write(`${JSON.stringify(plans, null, 2)}\n`);
           return 0;
         },
       ),
