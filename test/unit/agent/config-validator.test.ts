@@ -4,7 +4,7 @@
  * time: same verdicts, same errors.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -24,7 +24,9 @@ const CONFIGS: unknown[] = [
 ];
 
 test("the build-time validator gives the run-time validator's verdicts and errors", (t) => {
-  // Inside the repository, so its require("ajv/dist/runtime/…") resolves.
+  // Inside the repository, so its require("ajv/dist/runtime/…") resolves; build/ does not exist
+  // in a fresh clone (CI) until something is built.
+  mkdirSync(join(REPO, "build"), { recursive: true });
   const dir = mkdtempSync(join(REPO, "build", ".validator-test-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, "validator.cjs");
