@@ -100,11 +100,24 @@ export class BlobCache {
     private readonly dir: string,
     private readonly cleanup: () => Promise<void>,
     private readonly maxBytes: number,
+    private readonly freeBytes: (dir: string) => Promise<number>,
   ) {}
 
-  static async create(opts: { parent?: string; maxBytes?: number } = {}): Promise<BlobCache> {
+  /** `freeBytes`: free space of the cache's filesystem (default: statfs). */
+  static async create(
+    opts: { parent?: string; maxBytes?: number; freeBytes?: (dir: string) => Promise<number> } = {},
+  ): Promise<BlobCache> {
     const { dir, cleanup } = await makeTempDir("blobs", opts.parent);
-    return new BlobCache(dir, cleanup, opts.maxBytes ?? Number.POSITIVE_INFINITY);
+    return new BlobCache(
+      dir,
+      cleanup,
+      opts.maxBytes ?? Number.POSITIVE_INFINITY,
+      opts.freeBytes ??
+        (async (d) => {
+          const fs = await statfs(d);
+          return fs.bavail * fs.bsize;
+        }),
+    );
   }
 
   /** Bytes of blobs held (or being downloaded). */
@@ -136,8 +149,10 @@ export class BlobCache {
   private async start(desc: Descriptor, open: BlobOpener): Promise<CachedBlob | undefined> {
     if (this.cached + desc.size > this.maxBytes) return undefined;
     this.cached += desc.size;
-    const fs = await statfs(this.dir);
-    if (fs.bavail * fs.bsize - desc.size < KEEP_FREE) {
+    // Against everything this cache has taken on, not just this blob: downloads that run side
+    // by side have not written their bytes yet, so free space alone would admit them all.
+    // (Blobs already written count twice: conservative, the blob is then read uncached.)
+    if ((await this.freeBytes(this.dir)) - this.cached < KEEP_FREE) {
       this.cached -= desc.size;
       return undefined;
     }

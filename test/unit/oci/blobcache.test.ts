@@ -81,4 +81,32 @@ describe("BlobCache", () => {
     assert.equal(opens, 2);
     await cache.close();
   });
+
+  it("keeps 1 GiB free counting every blob it has taken on, so parallel downloads cannot fill the disk", async () => {
+    // 2.5 GiB free: one 1 GiB blob fits (1.5 GiB left), a second one started beside it would
+    // leave 0.5 GiB once both are written, so it is read from the source instead.
+    const gib = 1024 ** 3;
+    const cache = await BlobCache.create({ freeBytes: async () => 2.5 * gib });
+    const big = (b: Buffer): Descriptor => ({
+      mediaType: "application/octet-stream",
+      digest: sha256(b),
+      size: gib,
+    });
+    const d1 = randomBytes(1000);
+    const d2 = randomBytes(1000);
+    const s1 = slowSource(d1);
+    const s2 = slowSource(d2);
+    const o1 = cache.wrap(s1.open);
+    const o2 = cache.wrap(s2.open);
+    await Promise.all([open2(o1, big(d1)), open2(o2, big(d2))]);
+    assert.equal(s1.stats.opens + s2.stats.opens, 3, "one blob cached (1 open), the other read twice");
+    assert.equal(cache.bytes, gib);
+    await cache.close();
+  });
 });
+
+/** Open the blob twice, one read after the other, reading each to the end. */
+async function open2(open: (d: Descriptor) => Promise<Readable>, d: Descriptor): Promise<void> {
+  await collect(await open(d));
+  await collect(await open(d));
+}
