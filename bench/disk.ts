@@ -4,6 +4,10 @@
  *
  *   ours    `kairos build disk oci:… --no-init` (stream → tar2sqfs, mkfs in place, our GPT,
  *           GRUB core images; hybrid raw)
+ *   base    `kairos build disk <default base>`: the command a new user types, with kairos init
+ *           applied on the fly (contract check, universal initramfs, framework layer). Its time
+ *           includes work the staged pipeline does not do; it is here for its peak RSS, which
+ *           the goal (≤ 200 MB) covers on both paths.
  *   staged  what a user would script: `umoci unpack`, `mksquashfs` of the tree (zstd 3, 1 MiB
  *           blocks, 2 threads: the same compression) and a copy of it for the recovery slot,
  *           `mkfs.ext4 -d` of each partition's tree into its own file, `mkfs.vfat` + `mcopy`
@@ -37,11 +41,14 @@ try {
   const boot = await diskBootImages(join(work, "grub"), "", { bios: false, efi: true, cacheDir: false });
 
   const ours: Timing[] = [];
+  const fromBase: Timing[] = [];
   const staged: Timing[] = [];
   for (let i = 0; i < rounds; i++) {
     const o = join(work, `ours-${i}`);
     ours.push(await timed(KAIROS, ["-q", "build", "disk", image, "--no-init", "--name", "bench", "-o", o]));
     const oursSize = (await stat(join(o, "bench.raw"))).size;
+    await rm(o, { recursive: true, force: true });
+    fromBase.push(await timed(KAIROS, ["-q", "build", "disk", base.ref, "--name", "bench", "-o", o]));
     await rm(o, { recursive: true, force: true });
 
     const s = join(work, `staged-${i}`);
@@ -168,7 +175,7 @@ try {
     staged.push(total);
     const stagedSize = (await stat(disk)).size;
     console.log(
-      `round ${i + 1}: ours ${ours[i]!.seconds.toFixed(1)} s (${(oursSize / MIB).toFixed(0)} MiB disk), staged ${total.seconds.toFixed(1)} s (${(stagedSize / MIB).toFixed(0)} MiB disk: ` +
+      `round ${i + 1}: ours ${ours[i]!.seconds.toFixed(1)} s (${(oursSize / MIB).toFixed(0)} MiB disk), from the base ${fromBase[i]!.seconds.toFixed(1)} s (rss ${fromBase[i]!.maxRssMiB.toFixed(0)} MiB), staged ${total.seconds.toFixed(1)} s (${(stagedSize / MIB).toFixed(0)} MiB disk: ` +
         `umoci ${tUnpack.seconds.toFixed(1)}, mksquashfs ${tSquash.seconds.toFixed(1)}, cp ${tCopy.seconds.toFixed(1)}, ` +
         `mkfs+sgdisk+dd ${(total.seconds - tUnpack.seconds - tSquash.seconds - tCopy.seconds).toFixed(1)})`,
     );
@@ -182,10 +189,23 @@ try {
     "umoci+mksquashfs+mkfs.ext4 -d+sgdisk+dd",
     0.5,
   );
-  const rss = Math.max(...ours.map((t) => t.maxRssMiB));
-  console.log(
-    `peak RSS of our build: ${rss.toFixed(0)} MiB (goal ≤ 200 MiB: ${rss <= 200 ? "met" : "NOT met"})`,
+  report(
+    "raw disk build from the base (with kairos init) vs staged pipeline (Kairos image)",
+    best(fromBase),
+    best(staged),
+    "umoci+mksquashfs+mkfs.ext4 -d+sgdisk+dd",
   );
+  // The goal is 200 MB (10^6 bytes): 190.7 MiB. GNU time reports KiB.
+  for (const [what, ts] of [
+    ["Kairos image", ours],
+    ["default base", fromBase],
+  ] as const) {
+    const mib = Math.max(...ts.map((t) => t.maxRssMiB));
+    const mb = (mib * MIB) / 1e6;
+    console.log(
+      `peak RSS of our build (${what}): ${mib.toFixed(0)} MiB = ${mb.toFixed(0)} MB (goal ≤ 200 MB: ${mb <= 200 ? "met" : "NOT met"})`,
+    );
+  }
 } finally {
   await rm(work, { recursive: true, force: true });
 }

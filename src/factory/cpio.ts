@@ -16,7 +16,10 @@ export interface CpioEntryOptions {
 
 /**
  * A writer for the "newc" (SVR4 without CRC) cpio format the kernel unpacks as an initramfs.
- * Entries are kept in memory (an initramfs is small) and `finish()` returns the archive.
+ * Entries are kept in memory until taken: `take()` hands over the bytes written since the last
+ * take (so a caller can stream them to a compressor and not hold the archive), `finish()`
+ * writes the trailer and returns what was not taken (the whole archive for a caller that never
+ * takes).
  * Paths are relative, "/"-separated; ".." components and empty paths are refused.
  * `mtime` defaults to SOURCE_DATE_EPOCH (or 0) so the same input gives the same bytes.
  */
@@ -69,13 +72,18 @@ export class CpioWriter {
     ]);
   }
 
-  /** Write the trailer and return the whole archive. */
+  /** The bytes written since the last take, in archive order; the writer lets go of them. */
+  take(): Buffer[] {
+    return this.chunks.splice(0);
+  }
+
+  /** Write the trailer and return the bytes not taken yet. */
   finish(): Buffer {
     if (!this.finished) {
       this.header("TRAILER!!!", 0, 0, 0, 0, 1, 0, [0, 0], 0);
       this.finished = true;
     }
-    return Buffer.concat(this.chunks);
+    return Buffer.concat(this.take());
   }
 
   private entry(

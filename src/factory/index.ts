@@ -1,3 +1,4 @@
+export * from "./compressor.js";
 export * from "./cpio.js";
 export * from "./doctor.js";
 export * from "./fips.js";

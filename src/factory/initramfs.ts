@@ -1,9 +1,10 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { gunzipSync, gzipSync } from "node:zlib";
+import { gunzipSync } from "node:zlib";
 import { decompress as zstdDecompress } from "fzstd";
 import { KairosError, run } from "../sys/index.js";
 import type { TarEntry } from "../tar/types.js";
+import { type Compression, startCompressor } from "./compressor.js";
 import { CpioWriter } from "./cpio.js";
 import { doctor, type KernelInfo } from "./doctor.js";
 import { frameworkDir } from "./paths.js";
@@ -76,7 +77,7 @@ export const DEFAULT_INITRAMFS_MODULES: readonly string[] = [
   "hv_netvsc",
 ];
 
-export type Compression = "zstd" | "gzip" | "none";
+export type { Compression } from "./compressor.js";
 
 export interface InitramfsOptions {
   /** The image's rootfs: modules.dep/alias/builtin are read from it. */
@@ -271,103 +272,109 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsR
   const script = await readFile(earlyBoot);
 
   const cpio = new CpioWriter();
-  const dirs = new Set<string>();
-  const mkdirp = (path: string) => {
-    const parts = components(path);
-    for (let i = 1; i <= parts.length; i++) {
-      const d = parts.slice(0, i).join("/");
-      if (!dirs.has(d)) {
-        dirs.add(d);
-        cpio.directory(d);
+  const compressor = startCompressor(compression, opts.level);
+  try {
+    return await writeArchive();
+  } finally {
+    // A failure part way leaves a compressor waiting for input: end it (its output is dropped).
+    await compressor.end().catch(() => undefined);
+  }
+
+  async function writeArchive(): Promise<InitramfsResult> {
+    const dirs = new Set<string>();
+    const mkdirp = (path: string) => {
+      const parts = components(path);
+      for (let i = 1; i <= parts.length; i++) {
+        const d = parts.slice(0, i).join("/");
+        if (!dirs.has(d)) {
+          dirs.add(d);
+          cpio.directory(d);
+        }
       }
+    };
+    for (const d of [
+      "bin",
+      "sbin",
+      "usr/bin",
+      "usr/sbin",
+      "dev",
+      "proc",
+      "sys",
+      "run",
+      "tmp",
+      "sysroot",
+      "etc",
+    ])
+      mkdirp(d);
+    cpio.device("dev/console", "char", 5, 1, { mode: 0o600 });
+    cpio.device("dev/null", "char", 1, 3, { mode: 0o666 });
+    cpio.device("dev/kmsg", "char", 1, 11, { mode: 0o644 });
+    cpio.file("bin/busybox", bb, { mode: 0o755 });
+    for (const a of applets) {
+      const p = normalize(a).slice(1);
+      if (p === "bin/busybox" || cpio.has(p)) continue;
+      mkdirp(p.split("/").slice(0, -1).join("/"));
+      cpio.symlink(p, "/bin/busybox");
     }
-  };
-  for (const d of [
-    "bin",
-    "sbin",
-    "usr/bin",
-    "usr/sbin",
-    "dev",
-    "proc",
-    "sys",
-    "run",
-    "tmp",
-    "sysroot",
-    "etc",
-  ])
-    mkdirp(d);
-  cpio.device("dev/console", "char", 5, 1, { mode: 0o600 });
-  cpio.device("dev/null", "char", 1, 3, { mode: 0o666 });
-  cpio.device("dev/kmsg", "char", 1, 11, { mode: 0o644 });
-  cpio.file("bin/busybox", bb, { mode: 0o755 });
-  for (const a of applets) {
-    const p = normalize(a).slice(1);
-    if (p === "bin/busybox" || cpio.has(p)) continue;
-    mkdirp(p.split("/").slice(0, -1).join("/"));
-    cpio.symlink(p, "/bin/busybox");
-  }
-  cpio.file("init", script, { mode: 0o755 });
+    cpio.file("init", script, { mode: 0o755 });
 
-  // Modules, decompressed, at /lib/modules/VER with indexes rewritten for what is inside.
-  const base = `lib/modules/${kernel.version}`;
-  mkdirp(base);
-  const rename = (p: string) => p.replace(/\.ko\.(xz|zst|gz)$/, ".ko");
-  const included = new Set(sel.paths);
-  for (const p of sel.paths) {
-    const data = await readModule(`${mdir}/${p}`);
-    if (!data)
-      throw new KairosError(
-        `module ${mdir}/${p} is listed in modules.dep but missing in the image`,
-        `run 'depmod -a ${kernel.version}' in the image`,
-      );
-    const target = `${base}/${rename(p)}`;
-    mkdirp(target.split("/").slice(0, -1).join("/"));
-    cpio.file(target, await plainModule(p, data));
-  }
-  const depOut = sel.paths
-    .map(
-      (p) =>
-        `${rename(p)}:${(sel.dep.get(p) ?? [])
-          .filter((d) => included.has(d))
-          .map((d) => ` ${rename(d)}`)
-          .join("")}`,
-    )
-    .join("\n");
-  cpio.file(`${base}/modules.dep`, `${depOut}\n`);
-  const names = new Set(sel.paths.map(modName));
-  const aliasOut = aliasText
-    .split("\n")
-    .filter((l) => {
-      const m = /^alias\s+\S+\s+(\S+)/.exec(l);
-      return m !== null && names.has(m[1]!.replace(/-/g, "_"));
-    })
-    .join("\n");
-  cpio.file(`${base}/modules.alias`, `${aliasOut}\n`);
-  cpio.file(`${base}/modules.builtin`, builtinText);
-  if (softdepText) cpio.file(`${base}/modules.softdep`, softdepText);
-  cpio.file(
-    "etc/kairos-initramfs-release",
-    `KAIROS_INITRAMFS_KERNEL="${kernel.version}"\nKAIROS_INITRAMFS_MODULES="${sel.paths.length}"\n`,
-  );
+    // Modules, decompressed, at /lib/modules/VER with indexes rewritten for what is inside.
+    const base = `lib/modules/${kernel.version}`;
+    mkdirp(base);
+    const rename = (p: string) => p.replace(/\.ko\.(xz|zst|gz)$/, ".ko");
+    const included = new Set(sel.paths);
+    for (const p of sel.paths) {
+      const data = await readModule(`${mdir}/${p}`);
+      if (!data)
+        throw new KairosError(
+          `module ${mdir}/${p} is listed in modules.dep but missing in the image`,
+          `run 'depmod -a ${kernel.version}' in the image`,
+        );
+      const target = `${base}/${rename(p)}`;
+      mkdirp(target.split("/").slice(0, -1).join("/"));
+      cpio.file(target, await plainModule(p, data));
+      // Hand each module to the compressor as it comes: only one is held at a time.
+      await compressor.write(cpio.take());
+    }
+    const depOut = sel.paths
+      .map(
+        (p) =>
+          `${rename(p)}:${(sel.dep.get(p) ?? [])
+            .filter((d) => included.has(d))
+            .map((d) => ` ${rename(d)}`)
+            .join("")}`,
+      )
+      .join("\n");
+    cpio.file(`${base}/modules.dep`, `${depOut}\n`);
+    const names = new Set(sel.paths.map(modName));
+    const aliasOut = aliasText
+      .split("\n")
+      .filter((l) => {
+        const m = /^alias\s+\S+\s+(\S+)/.exec(l);
+        return m !== null && names.has(m[1]!.replace(/-/g, "_"));
+      })
+      .join("\n");
+    cpio.file(`${base}/modules.alias`, `${aliasOut}\n`);
+    cpio.file(`${base}/modules.builtin`, builtinText);
+    if (softdepText) cpio.file(`${base}/modules.softdep`, softdepText);
+    cpio.file(
+      "etc/kairos-initramfs-release",
+      `KAIROS_INITRAMFS_KERNEL="${kernel.version}"\nKAIROS_INITRAMFS_MODULES="${sel.paths.length}"\n`,
+    );
 
-  const raw = cpio.finish();
-  let data: Buffer;
-  if (compression === "zstd") {
-    data = await runBuffer("zstd", [`-${opts.level ?? 12}`, "-T2", "-q", "-c", "--check"], raw);
-  } else if (compression === "gzip") {
-    data = gzipSync(raw, { level: opts.level ?? 9 });
-  } else {
-    data = raw;
+    const tail = cpio.finish();
+    await compressor.write([tail]);
+    const data = await compressor.end();
+    return {
+      data,
+      uncompressedSize: cpio.length,
+      compression,
+      kernelVersion: kernel.version,
+      modules: sel.paths,
+      builtin: sel.builtin,
+      notFound: sel.notFound,
+    };
   }
-  return {
-    data,
-    uncompressedSize: raw.length,
-    compression,
-    kernelVersion: kernel.version,
-    modules: sel.paths,
-    builtin: sel.builtin,
-    notFound: sel.notFound,
-  };
 }
 
 /** The module selection for a kernel of a rootfs (the same in both passes over a tar stream). */
