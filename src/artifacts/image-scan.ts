@@ -1,73 +1,12 @@
-import { closeSync, openSync, readSync, writeSync } from "node:fs";
-import { join, posix } from "node:path";
-import { imageEntries, normalize, TarView } from "../factory/index.js";
-import { type Image, makeTempDir } from "../oci/index.js";
+import { posix } from "node:path";
+import { imageEntries, ModuleSpill, normalize, setAsideModule, TarView } from "../factory/index.js";
+import type { Image } from "../oci/index.js";
 import type { TarEntry } from "../tar/types.js";
 
 /** Label `kairos init` writes into the image config (src/factory/init.ts). */
 export const KAIROS_FRAMEWORK_LABEL = "io.kairos.framework";
 
-/** Kernel module files: the only contents the universal initramfs takes from the image. */
-const MODULE = /^\/(usr\/)?lib\/modules\/[^/]+\/.+\.ko(\.(xz|zst|gz))?$/;
 const KAIROS_OS_RELEASE = /^KAIROS_NAME=/m;
-
-/**
- * Kernel modules set aside on disk during the scan, for the initramfs (no second read): one
- * append-only file written with synchronous calls as the bytes pass (a Debian kernel's
- * modules are ~380 MB in 4 000 files: no copy, no open per module), read back by offset.
- */
-export class ModuleSpill {
-  private readonly at = new Map<string, { offset: number; length: number }>();
-  private fd: number | undefined;
-  /** Bytes set aside. */
-  bytes = 0;
-  private constructor(
-    private readonly dir: string,
-    private readonly cleanup: () => Promise<void>,
-  ) {
-    this.fd = openSync(join(dir, "modules"), "w+");
-  }
-
-  static async create(): Promise<ModuleSpill> {
-    const { dir, cleanup } = await makeTempDir("modules");
-    return new ModuleSpill(dir, cleanup);
-  }
-
-  async put(path: string, body: AsyncIterable<Buffer>): Promise<void> {
-    const offset = this.bytes;
-    for await (const c of body) {
-      for (let off = 0; off < c.length; )
-        off += writeSync(this.fd!, c, off, c.length - off, this.bytes + off);
-      this.bytes += c.length;
-    }
-    this.at.set(path, { offset, length: this.bytes - offset });
-  }
-
-  /** A hardlink to a module set aside: the same bytes. False when the target was not. */
-  alias(path: string, target: string): boolean {
-    const t = this.at.get(target);
-    if (t) this.at.set(path, t);
-    return t !== undefined;
-  }
-
-  async read(path: string): Promise<Buffer | undefined> {
-    const t = this.at.get(path);
-    if (!t || this.fd === undefined) return undefined;
-    const buf = Buffer.allocUnsafe(t.length);
-    for (let off = 0; off < t.length; ) {
-      const n = readSync(this.fd, buf, off, t.length - off, t.offset + off);
-      if (n === 0) throw new Error(`module spill ${this.dir}: short read of ${path}`);
-      off += n;
-    }
-    return buf;
-  }
-
-  async close(): Promise<void> {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
-    await this.cleanup();
-  }
-}
 
 /** What one read of an image told: a Kairos image (and why), or the view of a base. */
 export type ImageScan =
@@ -106,13 +45,10 @@ export async function scanImage(image: Image, onBytes?: (done: number) => void):
     async function* watched(): AsyncGenerator<TarEntry> {
       for await (const e of imageEntries(image, onBytes)) {
         const path = normalize(e.path);
-        if (MODULE.test(path)) {
-          if (e.type === "file") {
-            await modules.put(path, e.body);
-            yield { ...e, body: empty() };
-            continue;
-          }
-          if (e.type === "hardlink") modules.alias(path, normalize(e.linkname ?? ""));
+        const set = await setAsideModule(e, modules);
+        if (set !== e) {
+          yield set;
+          continue;
         }
         if (path === "/etc/kairos-release" && (e.type === "file" || e.type === "hardlink")) {
           evidence = "/etc/kairos-release";
@@ -158,8 +94,6 @@ export async function scanImage(image: Image, onBytes?: (done: number) => void):
     throw err;
   }
 }
-
-async function* empty(): AsyncGenerator<Buffer> {}
 
 async function* once(b: Buffer): AsyncGenerator<Buffer> {
   yield b;

@@ -6,6 +6,7 @@ export * from "./framework.js";
 export * from "./identity.js";
 export * from "./init.js";
 export * from "./initramfs.js";
+export * from "./module-spill.js";
 export * from "./os-release.js";
 export * from "./paths.js";
 export * from "./rootfs-view.js";

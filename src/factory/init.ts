@@ -8,7 +8,8 @@ import { VERSION } from "../version.js";
 import { type DoctorReport, doctor, readOsRelease } from "./doctor.js";
 import { enableLinks, type FrameworkFile, frameworkFiles, layerEntries } from "./framework.js";
 import { type IdentityOptions, identityFiles } from "./identity.js";
-import { buildInitramfsFromTar, type Compression, type InitramfsResult } from "./initramfs.js";
+import { buildInitramfs, type Compression, type InitramfsResult } from "./initramfs.js";
+import { ModuleSpill, setAsideModules } from "./module-spill.js";
 import { keepFactoryFiles, type RootfsView, TarView } from "./rootfs-view.js";
 
 const EMPTY: AsyncIterable<Buffer> = { async *[Symbol.asyncIterator]() {} };
@@ -185,26 +186,44 @@ export function layerBytesTo(task: Task | undefined, total: number): ((n: number
  */
 export async function kairosInit(base: string, out: string, opts: InitOptions = {}): Promise<InitResult> {
   const progress = opts.progress;
-  const image = await openImage(base, { signal: opts.signal });
+  // A registry's blobs are cached for the command: the read below and the copy of the base's
+  // layers into OUT fetch each blob once.
+  const image = await openImage(base, { signal: opts.signal, cacheBlobs: true });
   try {
-    const { task: t1, onBytes: read1 } = await imageReadTask(progress, "check the base", image);
-    const view = await imageView(image, read1);
-    const report = await doctor(view);
-    if (!report.ok) t1?.fail("contract not met");
-    assertContract(report, base);
-    t1?.finish(`${report.family}, kernel ${report.kernel!.version}`);
-    // Identity is validated before the expensive steps.
-    const os = await readOsRelease(view);
-    identityFiles(os!.text, opts, os!.file);
+    // One read of the base: the view for the contract check and the module indexes, and the
+    // kernel modules set aside on disk for the initramfs (no second read for them).
+    const spill = await ModuleSpill.create();
+    let view: TarView;
+    let report: DoctorReport;
+    let initrd: InitramfsResult;
+    try {
+      const { task: t1, onBytes: read1 } = await imageReadTask(progress, "check the base", image);
+      view = await TarView.fromEntries(setAsideModules(imageEntries(image, read1), spill), keepForInit);
+      report = await doctor(view);
+      if (!report.ok) t1?.fail("contract not met");
+      assertContract(report, base);
+      t1?.finish(`${report.family}, kernel ${report.kernel!.version}`);
+      // Identity is validated before the expensive steps.
+      const os = await readOsRelease(view);
+      identityFiles(os!.text, opts, os!.file);
 
-    // One more read of the layers, for the selected modules (the view answers the rest).
-    const { task: t2, onBytes: read2 } = await imageReadTask(progress, "universal initramfs", image);
-    const initrd = await buildInitramfsFromTar(() => imageEntries(image, read2), {
-      view,
-      modules: opts.modules,
-      compression: opts.compression,
-    });
-    t2?.finish(`${formatBytes(initrd.data.length)} ${initrd.compression}, ${initrd.modules.length} modules`);
+      const t2 = progress?.task("universal initramfs");
+      const v = view;
+      initrd = await buildInitramfs({
+        view,
+        kernel: report.kernel!,
+        modules: opts.modules,
+        compression: opts.compression,
+        // Set aside by path as it was in the stream: resolved through the view's symlinks.
+        readModule: async (p) => spill.read((await v.realpath(p)) ?? p),
+      });
+      t2?.finish(
+        `${formatBytes(initrd.data.length)} ${initrd.compression}, ${initrd.modules.length} modules`,
+      );
+    } finally {
+      await spill.close();
+    }
+    const os = await readOsRelease(view);
 
     const t3 = progress?.task("framework layer", undefined, "bytes");
     const layer = await frameworkLayer(view, report, initrd, opts);

@@ -404,7 +404,9 @@ export async function kernelOf(view: RootfsView): Promise<KernelInfo> {
 
 /**
  * Build the initramfs from a rootfs tar stream, reading it twice: once for metadata and the
- * module indexes, once for the selected modules. `open` returns a fresh stream each call.
+ * module indexes, once for the selected modules and the kernel image. `open` returns a fresh
+ * stream each call. The test fixtures build their initramfs this way; the product's paths read
+ * an image once (kairosInit, scanImage: modules set aside in a ModuleSpill).
  */
 export async function buildInitramfsFromTar(
   open: () => AsyncIterable<TarEntry>,

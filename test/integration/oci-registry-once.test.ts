@@ -180,6 +180,20 @@ describe("one fetch per blob per command (registry behind a counting proxy)", {
     assert.equal((await readdir(out)).filter((f) => f.endsWith(".iso")).length, 1);
   });
 
+  it("kairos init of a base image from docker:// (check, initramfs, copy of its layers): every blob once", async (t) => {
+    const out = await tempDir(t);
+    const log = await once("base", ["init", refs.base!, "-o", `oci:${out}/layout:latest`]);
+    assert.match(log, /initramfs: .* modules/);
+    const img = await openImage(`oci:${out}/layout:latest`);
+    try {
+      const layers = (await img.manifest()).layers.map((d) => d.digest);
+      // The base's layers, untouched, plus the framework layer.
+      assert.deepEqual(layers.slice(0, -1), [...blobs.base!.keys()].slice(1));
+    } finally {
+      await img.close();
+    }
+  });
+
   it("auroraboot --set container_image=docker://… of a Kairos image: every blob once", async (t) => {
     const state = await tempDir(t);
     await once("kairos", [
