@@ -30,10 +30,20 @@ function startChild(
   script = SERVER,
 ): Promise<{ child: ChildProcess; ports: Record<string, number> }> {
   const cmd = netns ? ["ip", "netns", "exec", netns, process.execPath] : [process.execPath];
-  const child = spawn(cmd[0]!, [...cmd.slice(1), "--import", "tsx", script, ...args], {
-    stdio: ["pipe", "pipe", "inherit"],
-    cwd: resolve(import.meta.dirname, ".."),
-  });
+  // The node flags and malloc settings bin/kairos runs the CLI with (`kairos netboot`).
+  const child = spawn(
+    cmd[0]!,
+    [...cmd.slice(1), "--max-semi-space-size=8", "--import", "tsx", script, ...args],
+    {
+      env: {
+        ...process.env,
+        MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? "4194304",
+        MALLOC_TRIM_THRESHOLD_: process.env.MALLOC_TRIM_THRESHOLD_ ?? "536870912",
+      },
+      stdio: ["pipe", "pipe", "inherit"],
+      cwd: resolve(import.meta.dirname, ".."),
+    },
+  );
   return new Promise((res, rej) => {
     child.stdout!.once("data", (c: Buffer) => res({ child, ports: JSON.parse(c.toString()) }));
     child.once("exit", (code) => rej(new Error(`pxe-server exited ${code}`)));
