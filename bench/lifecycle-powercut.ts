@@ -169,23 +169,25 @@ async function qemuCuts(): Promise<void> {
     let window = 0;
     let ok = 0;
     const failures: string[] = [];
-    for (let i = 0; i <= points; i++) {
+    // Boot 0 lets its upgrade finish (the window); boot i (1..points) is cut at a random instant
+    // of its upgrade; boot i + 1 shows whether cut i came back. points cuts, points + 2 boots.
+    for (let i = 0; i <= points + 1; i++) {
       const vm = await bootDriven({ disk, workDir: join(work, `b${i}`), reg, script });
       try {
         const up = await vm.waitFor(/E2E UP [^\r\n]*/, 15 * MIN).catch((e: Error) => e);
         if (up instanceof Error) {
-          failures.push(`boot after cut ${i}: ${up.message.split("\n")[0]}`);
+          failures.push(`boot after cut ${i - 1}: ${up.message.split("\n")[0]}`);
           break;
         }
         const mode = field(up.match, "boot");
-        if (i > 0) {
+        if (i > 1) {
           if (/^(active|passive)_boot$/.test(mode)) ok++;
-          else failures.push(`boot after cut ${i}: ${mode}`);
+          else failures.push(`boot after cut ${i - 1}: ${mode}`);
           console.log(
-            `boot after cut ${i}: ${mode} ${field(up.match, "version")} (up after ${up.seconds.toFixed(0)}s)`,
+            `boot after cut ${i - 1}: ${mode} ${field(up.match, "version")} (up after ${up.seconds.toFixed(0)}s)`,
           );
         }
-        if (i === points) break;
+        if (i === points + 1) break;
         const checked = await vm.waitFor("upgrade: checked", 20 * MIN);
         if (i === 0) {
           const done = await vm.waitFor(/E2E UPGRADE rc=\d+[^\r\n]*/, 40 * MIN);
