@@ -181,6 +181,49 @@ export function layerBytesTo(task: Task | undefined, total: number): ((n: number
 }
 
 /**
+ * One read of the base: the view for the contract check and the module indexes, with the kernel
+ * modules set aside on disk as they pass, so the universal initramfs needs no second read.
+ * A base that fails the contract, or an invalid identity option, is refused here, before
+ * anything expensive.
+ */
+async function checkAndBuildInitramfs(
+  image: Image,
+  base: string,
+  opts: InitOptions,
+): Promise<{
+  view: TarView;
+  report: DoctorReport;
+  os: NonNullable<Awaited<ReturnType<typeof readOsRelease>>>;
+  initrd: InitramfsResult;
+}> {
+  const spill = await ModuleSpill.create();
+  try {
+    const { task: t1, onBytes: read1 } = await imageReadTask(opts.progress, "check the base", image);
+    const view = await TarView.fromEntries(setAsideModules(imageEntries(image, read1), spill), keepForInit);
+    const report = await doctor(view);
+    if (!report.ok) t1?.fail("contract not met");
+    assertContract(report, base);
+    t1?.finish(`${report.family}, kernel ${report.kernel!.version}`);
+    const os = (await readOsRelease(view))!;
+    identityFiles(os.text, opts, os.file);
+
+    const t2 = opts.progress?.task("universal initramfs");
+    const initrd = await buildInitramfs({
+      view,
+      kernel: report.kernel!,
+      modules: opts.modules,
+      compression: opts.compression,
+      // Set aside by path as it was in the stream: resolved through the view's symlinks.
+      readModule: async (p) => spill.read((await view.realpath(p)) ?? p),
+    });
+    t2?.finish(`${formatBytes(initrd.data.length)} ${initrd.compression}, ${initrd.modules.length} modules`);
+    return { view, report, os, initrd };
+  } finally {
+    await spill.close();
+  }
+}
+
+/**
  * `kairos init BASE -o OUT`: check the base, then write the base's layers untouched plus one
  * framework layer to OUT. A base that fails the contract is refused before anything is written.
  */
@@ -190,41 +233,7 @@ export async function kairosInit(base: string, out: string, opts: InitOptions = 
   // layers into OUT fetch each blob once.
   const image = await openImage(base, { signal: opts.signal, cacheBlobs: true });
   try {
-    // One read of the base: the view for the contract check and the module indexes, and the
-    // kernel modules set aside on disk for the initramfs (no second read for them).
-    const spill = await ModuleSpill.create();
-    let view: TarView;
-    let report: DoctorReport;
-    let initrd: InitramfsResult;
-    try {
-      const { task: t1, onBytes: read1 } = await imageReadTask(progress, "check the base", image);
-      view = await TarView.fromEntries(setAsideModules(imageEntries(image, read1), spill), keepForInit);
-      report = await doctor(view);
-      if (!report.ok) t1?.fail("contract not met");
-      assertContract(report, base);
-      t1?.finish(`${report.family}, kernel ${report.kernel!.version}`);
-      // Identity is validated before the expensive steps.
-      const os = await readOsRelease(view);
-      identityFiles(os!.text, opts, os!.file);
-
-      const t2 = progress?.task("universal initramfs");
-      const v = view;
-      initrd = await buildInitramfs({
-        view,
-        kernel: report.kernel!,
-        modules: opts.modules,
-        compression: opts.compression,
-        // Set aside by path as it was in the stream: resolved through the view's symlinks.
-        readModule: async (p) => spill.read((await v.realpath(p)) ?? p),
-      });
-      t2?.finish(
-        `${formatBytes(initrd.data.length)} ${initrd.compression}, ${initrd.modules.length} modules`,
-      );
-    } finally {
-      await spill.close();
-    }
-    const os = await readOsRelease(view);
-
+    const { view, report, os, initrd } = await checkAndBuildInitramfs(image, base, opts);
     const t3 = progress?.task("framework layer", undefined, "bytes");
     const layer = await frameworkLayer(view, report, initrd, opts);
     const withLayer = await appendLayer(image, writeTar(layer.entries), {
@@ -236,7 +245,7 @@ export async function kairosInit(base: string, out: string, opts: InitOptions = 
       },
     });
     t3?.finish();
-    const identity = identityFiles(os!.text, opts, os!.file).identity;
+    const identity = identityFiles(os.text, opts, os.file).identity;
     const labels = Object.fromEntries(
       identity.fields
         .filter(([k]) => ["KAIROS_NAME", "KAIROS_VERSION", "KAIROS_FLAVOR", "KAIROS_VARIANT"].includes(k))

@@ -1,6 +1,7 @@
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { makeTempDir } from "../oci/index.js";
+import { KairosError } from "../sys/index.js";
 import type { TarEntry } from "../tar/types.js";
 import { normalize } from "./rootfs-view.js";
 
@@ -24,16 +25,26 @@ export class ModuleSpill {
     this.fd = openSync(join(dir, "modules"), "w+");
   }
 
-  static async create(): Promise<ModuleSpill> {
-    const { dir, cleanup } = await makeTempDir("modules");
+  /** A spill in a new directory under `parent` (default $KAIROS_TMPDIR, else the system's). */
+  static async create(parent?: string): Promise<ModuleSpill> {
+    const { dir, cleanup } = await makeTempDir("modules", parent);
     return new ModuleSpill(dir, cleanup);
   }
 
   async put(path: string, body: AsyncIterable<Buffer>): Promise<void> {
     const offset = this.bytes;
     for await (const c of body) {
-      for (let off = 0; off < c.length; )
-        off += writeSync(this.fd!, c, off, c.length - off, this.bytes + off);
+      try {
+        for (let off = 0; off < c.length; )
+          off += writeSync(this.fd!, c, off, c.length - off, this.bytes + off);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOSPC") throw err;
+        // A kernel's modules are a few hundred MB: say where they went and how to move them.
+        throw new KairosError(
+          `no space left in ${this.dir} for the kernel modules set aside while reading the image (${Math.round(this.bytes / 1e6)} MB written before it)`,
+          "free space there, or set KAIROS_TMPDIR to a directory on a larger filesystem",
+        );
+      }
       this.bytes += c.length;
     }
     this.at.set(path, { offset, length: this.bytes - offset });

@@ -11,9 +11,9 @@ import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { ensureDefaultBase } from "../../src/base/index.js";
-import { doctor, ensureAgent, imageView, parseOsRelease } from "../../src/factory/index.js";
+import { doctor, ensureAgent, imageView, ModuleSpill, parseOsRelease } from "../../src/factory/index.js";
 import { openImage } from "../../src/oci/index.js";
-import { run } from "../../src/sys/index.js";
+import { KairosError, run } from "../../src/sys/index.js";
 import { tempDir } from "../helpers/tmp.js";
 import { alpineTree, DEB_KVER, debianTree, makeDir, type TreeSpec } from "../unit/factory/trees.js";
 
@@ -288,5 +288,31 @@ describe("FIPS flavor of the agent", { timeout: 5 * 60_000 }, () => {
     assert.match(r.stderr, /hint: the OS must provide an OpenSSL 3 FIPS provider/);
     const generic = await run(await ensureAgent(false), ["version"]);
     assert.match(generic.stdout, /^\d+\.\d+\.\d+\n$/);
+  });
+});
+
+describe("module spill on a full filesystem", () => {
+  it("says where the space ran out and how to move it (a 1 MiB tmpfs, root)", async (t) => {
+    const dir = join(await tempDir(t), "small");
+    await run("mkdir", [dir]);
+    await run("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
+    const spill = await ModuleSpill.create(dir);
+    try {
+      async function* body() {
+        for (let i = 0; i < 8; i++) yield Buffer.alloc(256 << 10, i);
+      }
+      await assert.rejects(
+        spill.put("/lib/modules/6.1/kernel/big.ko", body()),
+        (e: Error) =>
+          e instanceof KairosError &&
+          /no space left in .*kairos-modules-.* for the kernel modules/.test(e.message) &&
+          /KAIROS_TMPDIR/.test(e.hint ?? ""),
+      );
+      await spill.close();
+      assert.deepEqual(await readdir(dir), [], "the spill's directory is removed");
+    } finally {
+      await spill.close();
+      await run("umount", [dir]);
+    }
   });
 });
