@@ -3,7 +3,7 @@
  * files under one root with byte ranges (`send`), plain-text directory listings, nothing
  * outside the root (no "..", no symlink escapes, no dotfiles), and a clean stop on a signal.
  */
-import { readdir, realpath, stat } from "node:fs/promises";
+import { open, readdir, realpath, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -149,7 +149,83 @@ const MAX_CHUNK = (4 << 20) - MIN_CHUNK;
 /** File bodies being sent by this process (all servers in it share the budget). */
 let activeTransfers = 0;
 
-/** Send one file with ranges, ETag and Last-Modified. */
+/**
+ * Idle body pieces by size, reused by the next piece and the next transfer: a fresh 4 MiB
+ * buffer per piece (what fs.createReadStream allocates) cost page faults and garbage
+ * collections, ~30 % of the server's CPU per squashfs download here (docs/benchmarks.md).
+ * At most BODY_BUDGET of idle pieces is kept.
+ */
+const idlePieces = new Map<number, Buffer[]>();
+let idleBytes = 0;
+
+function takePiece(size: number): Buffer {
+  const b = idlePieces.get(size)?.pop();
+  if (!b) return Buffer.allocUnsafeSlow(size);
+  idleBytes -= size;
+  return b;
+}
+
+function givePiece(b: Buffer): void {
+  if (idleBytes + b.length > BODY_BUDGET) return;
+  const list = idlePieces.get(b.length) ?? [];
+  list.push(b);
+  idlePieces.set(b.length, list);
+  idleBytes += b.length;
+}
+
+/** Write one piece; resolves once the socket has taken all of it, or false if the response closed first. */
+function writePiece(res: ServerResponse, piece: Buffer): Promise<boolean> {
+  return new Promise((resolve) => {
+    const closed = () => resolve(false);
+    res.once("close", closed);
+    res.write(piece, (err) => {
+      res.off("close", closed);
+      resolve(!err);
+    });
+  });
+}
+
+/**
+ * The body of a file response: `length` bytes from `start`, read into one of two pieces while
+ * the other is being written (a piece is reused only after the socket took it). A client that
+ * goes away stops the transfer; its pieces are left to the garbage collector, since a write
+ * may still hold one. A file that shrinks underneath ends the response early (the client sees
+ * fewer bytes than Content-Length said), never with other bytes.
+ */
+export async function sendBody(
+  res: ServerResponse,
+  path: string,
+  start: number,
+  length: number,
+  pieceSize: number,
+): Promise<void> {
+  const fh = await open(path, "r");
+  const pieces = [takePiece(pieceSize), takePiece(pieceSize)];
+  let clean = false;
+  try {
+    let pos = start;
+    let left = length;
+    let inFlight: Promise<boolean> | undefined;
+    for (let i = 0; left > 0; i++) {
+      const piece = pieces[i & 1]!;
+      const { bytesRead } = await fh.read(piece, 0, Math.min(pieceSize, left), pos);
+      if (bytesRead === 0) throw new KairosError(`${path} became shorter while it was being sent`);
+      pos += bytesRead;
+      left -= bytesRead;
+      if (inFlight && !(await inFlight)) return;
+      if (res.destroyed) return;
+      inFlight = writePiece(res, bytesRead === piece.length ? piece : piece.subarray(0, bytesRead));
+    }
+    if (inFlight && !(await inFlight)) return;
+    res.end();
+    clean = true;
+  } finally {
+    await fh.close();
+    if (clean) for (const p of pieces) givePiece(p);
+  }
+}
+
+/** Send one file with ranges, ETag and Last-Modified (`send` decides; sendBody writes the bytes). */
 async function sendFile(req: IncomingMessage, res: ServerResponse, real: string): Promise<void> {
   // Loaded on first use: `send` and its MIME database cost ~90 ms at every CLI start otherwise.
   sendModule ??= (await import("send")).default;
@@ -157,16 +233,22 @@ async function sendFile(req: IncomingMessage, res: ServerResponse, real: string)
   activeTransfers++;
   try {
     await new Promise<void>((resolve) => {
-      // `send` hands its options to fs.createReadStream, highWaterMark included (not in its types).
-      const options: SendModule.SendOptions & { highWaterMark: number } = {
+      const s = send(req, real, {
         dotfiles: "allow",
         index: false,
         acceptRanges: true,
         etag: true,
         lastModified: true,
-        highWaterMark: bodyChunkSize(activeTransfers),
+      });
+      // `send` ends its work by calling stream(path, {start, end}) once the status, the range
+      // and Content-Length are set: the body is ours from there.
+      s.stream = (path: string, o?: { start?: number; end?: number }) => {
+        const length = Number(res.getHeader("Content-Length") ?? 0);
+        sendBody(res, path, o?.start ?? 0, length, bodyChunkSize(activeTransfers)).then(resolve, () => {
+          res.destroy();
+          resolve();
+        });
       };
-      const s = send(req, real, options);
       s.on("error", (err: { status?: number; message: string }) => {
         res.writeHead(err.status ?? 500, { "Content-Type": "text/plain" }).end(`${err.message}\n`);
         resolve();
