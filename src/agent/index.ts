@@ -4,6 +4,7 @@ export * from "./durable.js";
 export * from "./grubenv.js";
 export * from "./install.js";
 export * from "./install-disks.js";
+export * from "./install-grub.js";
 export * from "./install-interactive.js";
 export * from "./partitions.js";
 export * from "./reset.js";

@@ -6,12 +6,21 @@
  * first byte is written.
  */
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { layoutFromConfig, type PlacedPartition, placeLayout, writeLayout } from "../disk/index.js";
+import {
+  layoutFromConfig,
+  logicalSectorBytes,
+  type PlacedPartition,
+  placeLayout,
+  writeLayout,
+} from "../disk/index.js";
 import { KairosError, run } from "../sys/index.js";
+import { formatGrubenv } from "./grubenv.js";
 import { type Disk, REAL_SYSTEM, resolveInstallDevice, type SystemPaths } from "./install-disks.js";
+import { findGrubTools, installGrubImages } from "./install-grub.js";
 import { pointLink, writeSlot } from "./slots.js";
 import { runStage } from "./stages/index.js";
 
@@ -27,7 +36,7 @@ export const INSTALL_MOUNTS: Readonly<Record<string, string>> = {
   persistent: "/run/cos/persistent",
 };
 
-/** Slack on COS_STATE besides its three slots (GRUB's modules and grub.cfg), MiB. */
+/** Slack on COS_STATE besides its three slots (grub.cfg, state files), MiB. */
 const STATE_SLACK_MIB = 32;
 
 export interface InstallSource {
@@ -128,52 +137,47 @@ async function umountAll(dirs: readonly string[]): Promise<void> {
   for (const d of [...dirs].reverse()) await run("umount", [d]).catch(() => run("umount", ["-l", d]));
 }
 
-/** COS_STATE:/grub/grub.cfg, what grub-install's core image reads first: hands over to /grub2/grub.cfg. */
-export const GRUB_STUB_CFG = `# kairos-ts: GRUB's core image (BIOS and UEFI) reads this; the real menu is /grub2/grub.cfg.
-search --no-floppy --label --set=root COS_STATE
-configfile (\${root})/grub2/grub.cfg
-`;
-
-async function installGrub(device: string, log: (l: string) => void): Promise<void> {
-  const state = INSTALL_MOUNTS.state!;
-  const efi = INSTALL_MOUNTS.efi!;
-  await mkdir(join(state, "grub2"), { recursive: true });
-  const cfg = existsSync("/etc/cos/grub.cfg") ? "/etc/cos/grub.cfg" : undefined;
-  if (!cfg) throw new KairosError("the image has no /etc/cos/grub.cfg (the framework's GRUB configuration)");
-  await copyFile(cfg, join(state, "grub2", "grub.cfg"));
-  // The two grub-installs run side by side (each ~5 s under TCG, most of the install's own
-  // time: docs/benchmarks.md). They share only COS_STATE:/grub: the environment block each
-  // would create when missing (created here first, so neither writes it) and the fonts and
-  // locales (none: grub.cfg loads no font and prints no translated text).
-  await mkdir(join(state, "grub"), { recursive: true });
-  await run("grub-editenv", [join(state, "grub", "grubenv"), "create"]);
-  const lean = ["--locales=", "--fonts=", "--themes="];
-  log(`GRUB (BIOS) on ${device}; GRUB (UEFI): EFI/BOOT/BOOTX64.EFI`);
-  await settleAll([
-    run("grub-install", [
-      "--target=i386-pc",
-      `--boot-directory=${state}`,
-      "--modules=part_gpt ext2",
-      ...lean,
-      device,
-    ]),
-    run("grub-install", [
-      "--target=x86_64-efi",
-      `--efi-directory=${efi}`,
-      `--boot-directory=${state}`,
-      "--removable",
-      "--no-nvram",
-      ...lean,
-    ]),
-  ]);
-  await writeFile(join(state, "grub", "grub.cfg"), GRUB_STUB_CFG);
-  if (existsSync("/sys/firmware/efi/efivars")) {
+/**
+ * GRUB for BIOS and UEFI (./install-grub.ts), then a UEFI boot entry when the node booted
+ * under UEFI. A disk whose sectors are not 512 bytes gets UEFI only: GRUB's BIOS boot sector
+ * counts in 512-byte sectors, and BIOS firmware does not boot such disks anyway.
+ */
+async function installGrub(
+  device: string,
+  partitions: readonly PlacedPartition[],
+  log: (l: string) => void,
+): Promise<void> {
+  const biosPart = partitions.find((p) => p.role === "bios");
+  const sector = await logicalSectorBytes(device);
+  if (biosPart && sector !== 512) log(`warning: ${device} has ${sector}-byte sectors: GRUB for UEFI only`);
+  const workDir = await mkdtemp(join(tmpdir(), "kairos-grub-"));
+  try {
+    await installGrubImages(
+      {
+        device,
+        bios:
+          biosPart && sector === 512
+            ? { firstLba: biosPart.startMiB * 2048, sectors: biosPart.placedMiB * 2048 }
+            : undefined,
+        stateDir: INSTALL_MOUNTS.state!,
+        efiDir: INSTALL_MOUNTS.efi!,
+        grubCfg: "/etc/cos/grub.cfg",
+        workDir,
+        tools: findGrubTools(),
+      },
+      log,
+    );
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+  const efiPart = partitions.find((p) => p.role === "efi");
+  if (efiPart && existsSync("/sys/firmware/efi/efivars")) {
     await run("efibootmgr", [
       "-c",
       "-d",
       device,
       "-p",
-      "2",
+      String(efiPart.number),
       "-L",
       "Kairos",
       "-l",
@@ -251,22 +255,25 @@ export async function install(opts: InstallOptions): Promise<InstallPlan> {
     const meta = { source: `file:${plan.source.image}`, version: await kairosVersion() };
     const src = { image: plan.source.image, kernel: plan.source.kernel, initrd: plan.source.initrd, meta };
     const stateCos = join(INSTALL_MOUNTS.state!, "cOS");
-    log("copying the system image to COS_STATE (active and passive)");
-    const id = await writeSlot(stateCos, src);
-    await pointLink(stateCos, "active", `slots/${id}`);
-    await pointLink(stateCos, "passive", `slots/${id}`);
-    await pointLink(stateCos, "active.img", "active/system.img");
-    await pointLink(stateCos, "passive.img", "passive/system.img");
-    // The recovery copy (disk-bound) and GRUB (CPU-bound) overlap.
-    log("copying the recovery system to COS_RECOVERY");
+    // The two slot copies (disk-bound) and GRUB (CPU-bound) run side by side: the floor they
+    // are measured against, cp of the same files and one sync, lets write-back overlap too.
     const recCos = join(INSTALL_MOUNTS.recovery!, "cOS");
+    const system = async () => {
+      log("copying the system image to COS_STATE (active and passive)");
+      const id = await writeSlot(stateCos, src);
+      await pointLink(stateCos, "active", `slots/${id}`);
+      await pointLink(stateCos, "passive", `slots/${id}`);
+      await pointLink(stateCos, "active.img", "active/system.img");
+      await pointLink(stateCos, "passive.img", "passive/system.img");
+    };
     const recovery = async () => {
+      log("copying the recovery system to COS_RECOVERY");
       const rid = await writeSlot(recCos, src);
       await pointLink(recCos, "recovery", `slots/${rid}`);
       await pointLink(recCos, "recovery.img", "recovery/system.img");
     };
-    await settleAll([recovery(), installGrub(plan.disk.device, log)]);
-    await run("grub-editenv", [join(INSTALL_MOUNTS.oem!, "grubenv"), "create"]);
+    await settleAll([system(), recovery(), installGrub(plan.disk.device, plan.partitions, log)]);
+    await writeFile(join(INSTALL_MOUNTS.oem!, "grubenv"), formatGrubenv(new Map()));
     const oemText = opts.oemConfig ?? `#cloud-config\n${stringify(config)}`;
     await writeFile(join(INSTALL_MOUNTS.oem!, "90_custom.yaml"), oemText, { mode: 0o600 });
     log("cloud-config written to COS_OEM as 90_custom.yaml");

@@ -65,15 +65,32 @@ export interface DiskBootImages {
   efiLoader: string;
 }
 
+/** Where GRUB's pieces are: Debian's paths on a build host; the image's own on a node. */
+export interface GrubTools {
+  /** grub-mkimage (grub2-mkimage on Fedora and openSUSE). */
+  mkimage: string;
+  /** The i386-pc and x86_64-efi platform directories (moddep.lst, *.mod, boot.img). */
+  i386pc: string;
+  x86_64efi: string;
+}
+
+export const HOST_GRUB: GrubTools = {
+  mkimage: "grub-mkimage",
+  i386pc: GRUB_I386_PC,
+  x86_64efi: GRUB_X86_64_EFI,
+};
+
 /**
  * Build (or take from the cache) the two installed-disk GRUB images for `grubCfg` (the
  * installed menu; only its `insmod` lines matter here); `bios`/`efi` say which to make.
+ * The build host uses Debian's GRUB (HOST_GRUB); the installer on a node passes the image's.
  */
 export async function diskBootImages(
   workDir: string,
   grubCfg: string,
-  opts: { bios: boolean; efi: boolean; cacheDir?: string | false; signal?: AbortSignal },
+  opts: { bios: boolean; efi: boolean; cacheDir?: string | false; signal?: AbortSignal; tools?: GrubTools },
 ): Promise<Partial<DiskBootImages>> {
+  const tools = opts.tools ?? HOST_GRUB;
   await mkdir(workDir, { recursive: true });
   const early = join(workDir, "early-disk.cfg");
   const earlyText = installedEarlyCfg();
@@ -108,7 +125,7 @@ export async function diskBootImages(
       o,
       ...modules,
     ];
-    const build = () => run("grub-mkimage", args(early, file), { signal: opts.signal }).then(() => {});
+    const build = () => run(tools.mkimage, args(early, file), { signal: opts.signal }).then(() => {});
     if (dir === false) return build();
     const key = sha256Hex(
       JSON.stringify({
@@ -116,7 +133,7 @@ export async function diskBootImages(
         args: args("CONFIG", "OUT"),
         early: earlyText,
         platform: await grubPlatformIdentity(platformDir, modules),
-        tools: [await toolIdentity("grub-mkimage")],
+        tools: [await toolIdentity(tools.mkimage)],
       }),
     );
     await cachedFile(dir, `disk-${format}-${key}.img`, file, build);
@@ -125,16 +142,16 @@ export async function diskBootImages(
   if (opts.bios) {
     const core = join(workDir, "core.img");
     jobs.push(
-      one(GRUB_I386_PC, "grub-pc-bin", "i386-pc", GRUB_BIOS_MODULES, core).then(async () => {
+      one(tools.i386pc, "grub-pc-bin", "i386-pc", GRUB_BIOS_MODULES, core).then(async () => {
         out.coreImg = await readFile(core);
-        out.bootImg = await readFile(join(GRUB_I386_PC, "boot.img"));
+        out.bootImg = await readFile(join(tools.i386pc, "boot.img"));
       }),
     );
   }
   if (opts.efi) {
     const efi = join(workDir, "BOOTX64.EFI");
     jobs.push(
-      one(GRUB_X86_64_EFI, "grub-efi-amd64-bin", "x86_64-efi", GRUB_EFI_MODULES, efi).then(() => {
+      one(tools.x86_64efi, "grub-efi-amd64-bin", "x86_64-efi", GRUB_EFI_MODULES, efi).then(() => {
         out.efiLoader = efi;
       }),
     );

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 import { parse } from "yaml";
-import { customMountsConfig, GRUB_STUB_CFG, liveSource } from "../../../src/agent/index.js";
+import { customMountsConfig, liveSource } from "../../../src/agent/index.js";
 import { tempDir } from "../../helpers/tmp.js";
 
 const run = promisify(execFile);
@@ -31,11 +31,6 @@ test("custom mounts that would break the layout file are refused", () => {
     );
   }
   assert.throws(() => customMountsConfig({ ephemeral_mounts: ["x"] }), /install\.ephemeral_mounts/);
-});
-
-test("GRUB's core image hands over to COS_STATE:/grub2/grub.cfg", () => {
-  assert.match(GRUB_STUB_CFG, /search --no-floppy --label --set=root COS_STATE/);
-  assert.match(GRUB_STUB_CFG, /configfile \(\$\{root\}\)\/grub2\/grub\.cfg/);
 });
 
 test("manual-install refuses before touching anything: both power flags, no live medium", async (t) => {

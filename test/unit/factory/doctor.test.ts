@@ -159,19 +159,19 @@ describe("doctor names problems and fixes", () => {
   });
 
   it("missing tools name the family's package", async () => {
-    const deb = await check(without(debianTree(), "/usr/sbin/mkfs.ext4", "/usr/sbin/sgdisk"));
+    const deb = await check(without(debianTree(), "/usr/sbin/mkfs.ext4", "/usr/bin/partx"));
     assert.equal(deb.ok, false);
     assert.equal(finding(deb, "tool:mkfs.ext4").fix, "apt-get install e2fsprogs");
-    assert.equal(finding(deb, "tool:partitioner").fix, "apt-get install gdisk");
+    assert.equal(finding(deb, "tool:partx").fix, "apt-get install util-linux");
     const fed = await check(without(fedoraTree(), "/usr/bin/mksquashfs"));
     assert.equal(finding(fed, "tool:squashfs-tools").fix, "dnf install squashfs-tools");
-    const suse = await check(without(opensuseTree(), "/usr/sbin/sgdisk"));
-    assert.equal(finding(suse, "tool:partitioner").fix, "zypper install gptfdisk");
+    const alpine = await check(without(alpineTree(), "/usr/bin/partx"));
+    assert.equal(finding(alpine, "tool:partx").fix, "apk add util-linux-misc");
   });
 
-  it("parted is an accepted partitioner", async () => {
-    const spec = without(debianTree(), "/usr/sbin/sgdisk");
-    spec.files!["/usr/sbin/parted"] = "p";
+  it("parted's partprobe does instead of partx; neither sgdisk nor parted is needed", async () => {
+    const spec = without(debianTree(), "/usr/bin/partx");
+    spec.files!["/usr/sbin/partprobe"] = "p";
     assert.equal((await check(spec)).ok, true);
   });
 
