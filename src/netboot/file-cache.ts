@@ -2,8 +2,10 @@
  * Small served files kept in memory, shared by every transfer: the boot loaders (ipxe.efi,
  * undionly.kpxe) that each PXE client fetches are read once instead of once per client, and a
  * transfer of them needs no file handle and no thread-pool trip per block. An entry is used
- * only while the file's size and mtime are what the caller just saw (a replaced file is read
- * again); the bytes held are bounded, the oldest entries go first.
+ * only while the file's inode, size, mtime and ctime are what the caller just saw: a file
+ * replaced by rename has another inode, and one rewritten in place with its old size and mtime
+ * put back (`cp -p`, `rsync -t`) still has a new ctime, which no tool can set. The bytes held
+ * are bounded, the oldest entries go first.
  */
 import { readFile } from "node:fs/promises";
 
@@ -18,12 +20,17 @@ export interface FileStamp {
   path: string;
   size: number;
   mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
 }
 
 interface Entry {
-  size: number;
-  mtimeMs: number;
+  stamp: FileStamp;
   data: Promise<Buffer>;
+}
+
+function sameFile(a: FileStamp, b: FileStamp): boolean {
+  return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }
 
 export class FileCache {
@@ -49,7 +56,7 @@ export class FileCache {
   get(f: FileStamp): Promise<Buffer> | undefined {
     if (f.size > this.maxFile || f.size > this.maxTotal) return undefined;
     const hit = this.entries.get(f.path);
-    if (hit && hit.size === f.size && hit.mtimeMs === f.mtimeMs) {
+    if (hit && sameFile(hit.stamp, f)) {
       // Most recently used last: the Map's order is the eviction order.
       this.entries.delete(f.path);
       this.entries.set(f.path, hit);
@@ -65,7 +72,7 @@ export class FileCache {
       if (b.length !== f.size) this.forget(f.path, entry);
       return b;
     });
-    const entry: Entry = { size: f.size, mtimeMs: f.mtimeMs, data };
+    const entry: Entry = { stamp: { ...f }, data };
     data.catch(() => this.forget(f.path, entry));
     this.entries.set(f.path, entry);
     this.total += f.size;
@@ -78,6 +85,6 @@ export class FileCache {
 
   private drop(path: string, e: Entry): void {
     this.entries.delete(path);
-    this.total -= e.size;
+    this.total -= e.stamp.size;
   }
 }

@@ -6,7 +6,7 @@ import { realpath, stat } from "node:fs/promises";
 import { join, sep } from "node:path";
 
 export type Resolved =
-  | { path: string; size: number; mtimeMs: number }
+  | { path: string; size: number; mtimeMs: number; ctimeMs: number; ino: number }
   | { refused: string }
   | { missing: string };
 
@@ -34,5 +34,5 @@ export async function resolveServed(root: string, name: string): Promise<Resolve
   if (!inside(root, real)) return { refused: `'${name}' is a link out of the served directory` };
   const st = await stat(real);
   if (!st.isFile()) return { missing: `'${name}' is not a file` };
-  return { path: real, size: st.size, mtimeMs: st.mtimeMs };
+  return { path: real, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino };
 }

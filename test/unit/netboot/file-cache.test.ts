@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdtemp, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -7,7 +7,7 @@ import { FileCache, type FileStamp } from "../../../src/netboot/index.js";
 
 async function stamp(path: string): Promise<FileStamp> {
   const st = await stat(path);
-  return { path, size: st.size, mtimeMs: st.mtimeMs };
+  return { path, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino };
 }
 
 describe("FileCache (small TFTP files in memory)", () => {
@@ -42,6 +42,36 @@ describe("FileCache (small TFTP files in memory)", () => {
     assert.equal(c.bytes(), 10, "the old entries are not counted any more");
   });
 
+  it("a file rewritten with its old size and mtime put back (cp -p) is read again: its ctime moved", async () => {
+    const p = join(dir, "p.bin");
+    const T = 1_700_000_000; // whole seconds: set back exactly
+    await writeFile(p, "one!");
+    await utimes(p, T, T);
+    const c = new FileCache();
+    const first = await stamp(p);
+    assert.equal((await c.get(first))?.toString(), "one!");
+    // Past the kernel's coarse timestamp tick, so the rewrite gets another ctime.
+    await new Promise((r) => setTimeout(r, 20));
+    await writeFile(p, "two!");
+    await utimes(p, T, T);
+    const second = await stamp(p);
+    assert.equal(second.size, first.size);
+    assert.equal(second.mtimeMs, first.mtimeMs, "mtime as before");
+    assert.equal((await c.get(second))?.toString(), "two!");
+  });
+
+  it("a file replaced by rename is read again: another inode", async () => {
+    const p = join(dir, "r.bin");
+    await writeFile(p, "old!");
+    await utimes(p, 1_700_000_000, 1_700_000_000);
+    const c = new FileCache();
+    assert.equal((await c.get(await stamp(p)))?.toString(), "old!");
+    await writeFile(`${p}.new`, "new!");
+    await utimes(`${p}.new`, 1_700_000_000, 1_700_000_000);
+    await rename(`${p}.new`, p);
+    assert.equal((await c.get(await stamp(p)))?.toString(), "new!");
+  });
+
   it("files over the size limit are not kept; the total is bounded, oldest out first", async () => {
     const c = new FileCache({ maxFileBytes: 100, maxTotalBytes: 250 });
     const big = join(dir, "big.bin");
@@ -58,7 +88,7 @@ describe("FileCache (small TFTP files in memory)", () => {
 
   it("a file that cannot be read is not kept", async () => {
     const c = new FileCache();
-    const gone: FileStamp = { path: join(dir, "missing"), size: 3, mtimeMs: 1 };
+    const gone: FileStamp = { path: join(dir, "missing"), size: 3, mtimeMs: 1, ctimeMs: 1, ino: 1 };
     await assert.rejects(c.get(gone)!);
     assert.equal(c.bytes(), 0);
   });
