@@ -17,6 +17,11 @@ export interface Compressor {
   write(pieces: readonly Buffer[]): Promise<void>;
   /** End the input and return the compressed bytes. */
   end(): Promise<Buffer>;
+  /**
+   * Give up: stop the compressor without compressing what it was given (a build that failed
+   * part way). Resolves once it is gone; end() after it rejects.
+   */
+  abort(): Promise<void>;
 }
 
 /**
@@ -37,26 +42,41 @@ export function startCompressor(
   }
   if (compression === "none") {
     const kept: Buffer[] = [];
+    let aborted = false;
     return {
       write: async (pieces) => {
         kept.push(...pieces);
       },
-      end: async () => Buffer.concat(kept),
+      end: async () => {
+        if (aborted) throw new KairosError("the compressor was aborted");
+        return Buffer.concat(kept);
+      },
+      abort: async () => {
+        aborted = true;
+        kept.length = 0;
+      },
     };
   }
   if (compression === "gzip") {
     const gz = createGzip({ level: level ?? 9 });
-    return streamCompressor(
-      gz,
-      gz,
-      once(gz, "end").then(() => undefined),
-    );
+    const ended = new Promise<void>((resolve, reject) => {
+      gz.once("end", resolve);
+      gz.once("close", () => reject(new KairosError("the compressor was aborted")));
+    });
+    return streamCompressor(gz, gz, ended, () => {
+      gz.destroy();
+    });
   }
   const child = start(opts.zstd ?? "zstd", [`-${level ?? 12}`, "-T2", "-q", "-c", "--check"]);
-  return streamCompressor(child.stdin, child.stdout, child.done);
+  return streamCompressor(child.stdin, child.stdout, child.done, () => child.kill("SIGKILL"));
 }
 
-function streamCompressor(input: Writable, output: Readable, done: Promise<void>): Compressor {
+function streamCompressor(
+  input: Writable,
+  output: Readable,
+  done: Promise<void>,
+  stop: () => void,
+): Compressor {
   const out: Buffer[] = [];
   output.on("data", (c: Buffer) => out.push(c));
   let failure: Error | undefined;
@@ -93,6 +113,14 @@ function streamCompressor(input: Writable, output: Readable, done: Promise<void>
         return Buffer.concat(out);
       })();
       return ended;
+    },
+    async abort() {
+      failure ??= new KairosError("the compressor was aborted");
+      ended ??= Promise.reject(failure);
+      ended.catch(() => undefined);
+      stop();
+      await done.catch(() => undefined);
+      out.length = 0;
     },
   };
 }

@@ -275,9 +275,10 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsR
   const compressor = startCompressor(compression, opts.level);
   try {
     return await writeArchive();
-  } finally {
-    // A failure part way leaves a compressor waiting for input: end it (its output is dropped).
-    await compressor.end().catch(() => undefined);
+  } catch (err) {
+    // A failure part way leaves a compressor waiting for input: stop it, compressing nothing.
+    await compressor.abort();
+    throw err;
   }
 
   async function writeArchive(): Promise<InitramfsResult> {

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { CpioWriter, startCompressor } from "../../../src/factory/index.js";
@@ -41,6 +44,33 @@ describe("streaming compressor", () => {
       for (let i = 0; i < 50; i++) await c.write(sample());
       await c.end();
     }, /false/);
+  });
+
+  it("abort stops zstd at once (the process is gone) and end() then refuses", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kairos-zstd-"));
+    try {
+      const pidFile = join(dir, "pid");
+      const wrapper = join(dir, "zstd");
+      writeFileSync(wrapper, `#!/bin/sh\necho $$ >${pidFile}\nexec zstd "$@"\n`, { mode: 0o755 });
+      const c = startCompressor("zstd", 19, { zstd: wrapper });
+      await c.write(sample());
+      const pid = Number(readFileSync(pidFile, "utf8"));
+      assert.ok(existsSync(`/proc/${pid}`), "zstd runs");
+      await c.abort();
+      assert.ok(!existsSync(`/proc/${pid}`), "zstd is gone after abort");
+      await assert.rejects(c.end(), /aborted/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("abort of gzip and of none: end() refuses, nothing is returned", async () => {
+    for (const kind of ["gzip", "none"] as const) {
+      const c = startCompressor(kind);
+      await c.write(sample());
+      await c.abort();
+      await assert.rejects(c.end(), /aborted/, kind);
+    }
   });
 
   it("refuses a level the compressor would clamp or misread", () => {
