@@ -3,7 +3,8 @@ import { lstat, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { KairosError } from "../sys/errors.js";
 import { DirectoryWriter, type DirectoryWriterOptions } from "../tar/extract.js";
-import { ancestorsOf, baseOf, joinPath, parentOf } from "../tar/path.js";
+import { baseOf, joinPath, parentOf } from "../tar/path.js";
+import { PathTrie } from "../tar/path-trie.js";
 import { readTar } from "../tar/reader.js";
 import type { EntryType, TarEntry, TarHeader } from "../tar/types.js";
 import { type WriteEntry, writeTar } from "../tar/writer.js";
@@ -57,10 +58,27 @@ export class FlattenError extends KairosError {
   override readonly name = "FlattenError";
 }
 
-interface Decided {
-  type: EntryType;
-  layer: number;
-}
+/** What the flattener knows of a final path (PathTrie flags). */
+const IS_DECIDED = 1;
+const IS_REMOVED = 2;
+const IS_OPAQUE = 4;
+/** An ancestor of a decided path that no layer named yet (it must stay a directory). */
+const IS_IMPLIED = 8;
+
+/** A decided path's value in the trie: its type (one of these codes) and the layer that wrote it. */
+const TYPE_CODES: Record<EntryType, number> = {
+  file: 0,
+  hardlink: 1,
+  symlink: 2,
+  chardev: 3,
+  blockdev: 4,
+  directory: 5,
+  fifo: 6,
+};
+const DIRECTORY = TYPE_CODES.directory;
+const decidedValue = (type: EntryType, layer: number) => layer * 8 + TYPE_CODES[type];
+const typeOfValue = (v: number) => v % 8;
+const layerOfValue = (v: number) => Math.floor(v / 8);
 
 /**
  * The final rootfs of an image as one stream of tar entries, reading each layer once,
@@ -76,28 +94,38 @@ export async function* flattenEntries(
 ): AsyncGenerator<WriteEntry> {
   const layers = await image.layers();
   const counter = byteCounters(opts);
-  const decided = new Map<string, Decided>();
-  const removed = new Set<string>();
-  const opaque = new Set<string>();
-  const implied = new Set<string>();
+  /** Every path decided (kept), removed, made opaque or implied so far; see the flags above. */
+  const paths = new PathTrie();
   /** Hardlinks waiting for their target to show up in an older layer. */
   const pendingLinks = new Map<string, TarHeader[]>();
 
-  const hiddenBy = (path: string, layer: number): "self" | "upper" | "same-layer-nondir" | undefined => {
-    if (decided.has(path) || removed.has(path)) return "self";
-    for (const a of ancestorsOf(path)) {
-      if (removed.has(a) || opaque.has(a)) return "upper";
-      const d = decided.get(a);
-      if (d && d.type !== "directory") return d.layer === layer ? "same-layer-nondir" : "upper";
+  /** The path's node (0 when the trie does not hold it) and why an older entry there is not kept. */
+  const hiddenBy = (
+    path: string,
+    layer: number,
+  ): { node: number; hidden: "self" | "upper" | "same-layer-nondir" | undefined } => {
+    const node = paths.find(path);
+    if (paths.flags(node) & (IS_DECIDED | IS_REMOVED)) return { node, hidden: "self" };
+    // Nearest ancestor first; ancestors the trie does not hold are in no set.
+    for (let k = 0; k < paths.ancestorCount; k++) {
+      const a = paths.ancestor(k);
+      const f = paths.flags(a);
+      if (f & (IS_REMOVED | IS_OPAQUE)) return { node, hidden: "upper" };
+      const v = paths.value(a);
+      if (f & IS_DECIDED && typeOfValue(v) !== DIRECTORY)
+        return { node, hidden: layerOfValue(v) === layer ? "same-layer-nondir" : "upper" };
     }
-    return undefined;
+    return { node, hidden: undefined };
   };
 
   const markEmitted = (path: string, type: EntryType, layer: number) => {
-    decided.set(path, { type, layer });
-    for (const a of ancestorsOf(path)) {
-      if (implied.has(a) || decided.has(a)) break;
-      implied.add(a);
+    const node = paths.add(path);
+    paths.setFlags(node, IS_DECIDED);
+    paths.setValue(node, decidedValue(type, layer));
+    for (let k = 0; k < paths.ancestorCount; k++) {
+      const a = paths.ancestor(k);
+      if (paths.flags(a) & (IS_IMPLIED | IS_DECIDED)) break;
+      paths.setFlags(a, IS_IMPLIED);
     }
   };
 
@@ -118,7 +146,7 @@ export async function* flattenEntries(
         else layerRemoved.push(joinPath(parentOf(entry.path), name.slice(WHITEOUT.length)));
         continue;
       }
-      const hidden = hiddenBy(entry.path, i);
+      const { node, hidden } = hiddenBy(entry.path, i);
       if (hidden === "same-layer-nondir") {
         throw new FlattenError(
           `${label}: entry ${entry.path} lies under a symlink or file of the same layer`,
@@ -136,7 +164,7 @@ export async function* flattenEntries(
         }
         continue;
       }
-      if (entry.type !== "directory" && implied.has(entry.path)) {
+      if (entry.type !== "directory" && paths.flags(node) & IS_IMPLIED) {
         throw new FlattenError(
           `${label}: ${entry.path} is a ${entry.type} here, but a newer layer writes files under it without replacing it by a directory`,
           "refusing to write through a symlink planted by an earlier layer; rebuild the newer layer against the real path",
@@ -144,15 +172,17 @@ export async function* flattenEntries(
       }
       if (entry.type === "hardlink") {
         const target = entry.linkname!;
-        const t = decided.get(target);
+        const t = paths.find(target);
+        const tDecided = (paths.flags(t) & IS_DECIDED) !== 0;
+        const tValue = paths.value(t);
         const moved = relocated.get(target);
         if (moved !== undefined) {
           markEmitted(entry.path, "hardlink", i);
           yield { header: { ...header, linkname: moved } };
-        } else if (t && t.layer === i && t.type !== "directory") {
+        } else if (tDecided && layerOfValue(tValue) === i && typeOfValue(tValue) !== DIRECTORY) {
           markEmitted(entry.path, "hardlink", i);
           yield { header };
-        } else if (t || removed.has(target)) {
+        } else if (tDecided || paths.flags(t) & IS_REMOVED) {
           markEmitted(entry.path, "hardlink", i);
           orphans.set(target, [...(orphans.get(target) ?? []), header]);
         } else {
@@ -181,8 +211,8 @@ export async function* flattenEntries(
       for (const [target, links] of orphans)
         pendingLinks.set(target, [...(pendingLinks.get(target) ?? []), ...links]);
     }
-    for (const p of layerRemoved) removed.add(p);
-    for (const p of layerOpaque) opaque.add(p);
+    for (const p of layerRemoved) paths.setFlags(paths.add(p), IS_REMOVED);
+    for (const p of layerOpaque) paths.setFlags(paths.add(p), IS_OPAQUE);
     opts.onLayer?.({ layer: i, digest: layer.digest, phase: "done" });
   }
   const [missing] = pendingLinks.keys();

@@ -205,3 +205,71 @@ test("flattenToDirectory into an empty target: a later layer replaces what an ea
   assert.equal(await readlink(join(dir, "l")), "b");
   assert.deepEqual((await readdir(dir)).sort(), ["a", "l"]);
 });
+
+test("a hardlink whose target a newer layer deleted keeps the target's old content", async (t) => {
+  const image = await imageOf(
+    [
+      { path: "lib" },
+      { path: "lib/real", content: "R" },
+      { path: "lib/alias", type: "hardlink", linkname: "lib/real" },
+    ],
+    [{ path: "lib" }, { path: "lib/.wh.real", content: "" }],
+  );
+  assert.deepEqual(await bothWays(t, image), { lib: "dir 755", "lib/alias": "file 644 R" });
+});
+
+test("the order of the flattened entries: newest layer first, each in its own order, links after targets", async () => {
+  const image = await imageOf(
+    [
+      { path: "a" },
+      { path: "a/old", content: "1" },
+      { path: "a/keep", content: "2" },
+      { path: "b" },
+      { path: "b/x", content: "3" },
+      { path: "c", content: "4" },
+      { path: "c2", type: "hardlink", linkname: "c" },
+    ],
+    [
+      { path: "b" },
+      { path: "b/.wh..wh..opq", content: "" },
+      { path: "b/y", content: "5" },
+      { path: "a/.wh.old", content: "" },
+      { path: "d/e/f", content: "6" },
+      { path: "l", type: "hardlink", linkname: "a/keep" },
+    ],
+  );
+  const got: string[] = [];
+  for await (const e of flattenEntries(image))
+    got.push(`${e.header.path}${e.header.linkname ? ` -> ${e.header.linkname}` : ""}`);
+  assert.deepEqual(got, ["b", "b/y", "d/e/f", "a", "a/keep", "l -> a/keep", "c", "c2 -> c"]);
+});
+
+test("whiteouts and opaque directories over thousands of paths (the path set grows several times)", async (t) => {
+  const lower: { path: string; content?: string }[] = [];
+  for (let d = 0; d < 40; d++) {
+    lower.push({ path: `srv/d${d}` });
+    for (let f = 0; f < 100; f++)
+      lower.push({ path: `srv/d${d}/file-with-a-long-name-${f}.txt`, content: `${d}.${f}` });
+  }
+  const upper: { path: string; content?: string }[] = [{ path: "srv/d7/.wh..wh..opq", content: "" }];
+  for (let d = 0; d < 40; d++)
+    upper.push({ path: `srv/d${d}/.wh.file-with-a-long-name-${d}.txt`, content: "" });
+  upper.push({ path: "srv/.wh.d9", content: "" });
+  const image = await imageOf(lower, upper);
+  const want = new Set<string>();
+  for (let d = 0; d < 40; d++) {
+    if (d === 9) continue;
+    want.add(`srv/d${d}`);
+    if (d === 7) continue;
+    for (let f = 0; f < 100; f++) if (f !== d) want.add(`srv/d${d}/file-with-a-long-name-${f}.txt`);
+  }
+  const got = new Set<string>();
+  for await (const e of flattenEntries(image)) {
+    assert.ok(!got.has(e.header.path), `${e.header.path} comes once`);
+    got.add(e.header.path);
+  }
+  assert.deepEqual([...got].sort(), [...want].sort());
+  const dir = await tempDir(t);
+  await flattenToDirectory(image, join(dir, "ref"));
+  assert.equal((await readdir(join(dir, "ref/srv"))).length, 39);
+});
