@@ -1,6 +1,6 @@
 import { copyFile, type FileHandle, mkdir, open, readFile } from "node:fs/promises";
-import { join, posix } from "node:path";
-import type { WriteEntry } from "../tar/index.js";
+import { join } from "node:path";
+import { PathTrie, type WriteEntry } from "../tar/index.js";
 import {
   extractFromSquashfs,
   type Inode,
@@ -27,11 +27,9 @@ export function worthCapturing(path: string): boolean {
   );
 }
 
-interface Indexed {
-  inode: Inode;
-  /** Host file holding the content, for captured regular files (and hardlinks to them). */
-  content?: string;
-}
+/** Inode types by code (the value of a recorded node); 0 is not recorded (a directory implied by what is under it). */
+const INODE_TYPES: readonly Inode["type"][] = ["dir", "dir", "file", "symlink", "other"];
+const CODE = { dir: 1, file: 2, symlink: 3, other: 4 } as const;
 
 /**
  * What a rootfs tar stream held, recorded while it is packed: every entry's type and link
@@ -39,11 +37,17 @@ interface Indexed {
  * the kernel and the initrd afterwards then costs no re-read of the squashfs (that took a
  * dozen rdsquashfs runs, one per path component looked at). A lookup that ends on a file whose
  * content was not kept falls back to the squashfs, so the result is the same either way.
+ * The paths are kept in a PathTrie (a few bytes a path: an image can hold 100 000 files).
  */
 export class RootfsIndex implements TreeView {
-  private readonly entries = new Map<string, Indexed>();
+  /** Tar paths (relative); a node's value is its CODE, 0 for a directory only implied. */
+  private readonly paths = new PathTrie();
+  /** The entry "." (or ""): the root itself. */
+  private root?: Inode;
+  private readonly targets = new Map<number, string>();
+  /** Host file holding the content, for captured regular files (and hardlinks to them). */
+  private readonly contents = new Map<number, string>();
   private captured = 0;
-  private impliedDirs?: Set<string>;
 
   constructor(
     /** Directory for captured contents (created on first use). */
@@ -55,33 +59,40 @@ export class RootfsIndex implements TreeView {
   async *tap(entries: AsyncIterable<WriteEntry> | Iterable<WriteEntry>): AsyncGenerator<WriteEntry> {
     for await (const entry of entries) {
       const h = entry.header;
-      const key = h.path === "." || h.path === "" ? "/" : `/${h.path}`;
-      this.impliedDirs = undefined;
+      if (h.path === "." || h.path === "") {
+        this.root = recordedInode(h.type, h.linkname);
+        yield entry;
+        continue;
+      }
+      const node = this.paths.add(h.path);
+      this.targets.delete(node);
+      this.contents.delete(node);
       switch (h.type) {
         case "directory":
-          this.entries.set(key, { inode: { type: "dir" } });
+          this.paths.setValue(node, CODE.dir);
           break;
         case "symlink":
-          this.entries.set(key, { inode: { type: "symlink", target: h.linkname ?? "" } });
+          this.paths.setValue(node, CODE.symlink);
+          this.targets.set(node, h.linkname ?? "");
           break;
-        case "hardlink":
+        case "hardlink": {
           // Same inode as its target, which the stream always carried before the link.
-          this.entries.set(key, {
-            inode: { type: "file" },
-            content: this.entries.get(`/${h.linkname}`)?.content,
-          });
+          this.paths.setValue(node, CODE.file);
+          const content = this.contents.get(this.paths.find(h.linkname ?? ""));
+          if (content !== undefined) this.contents.set(node, content);
           break;
+        }
         case "file":
+          this.paths.setValue(node, CODE.file);
           if (worthCapturing(h.path)) {
             const file = join(this.captureDir, String(this.captured++));
-            this.entries.set(key, { inode: { type: "file" }, content: file });
+            this.contents.set(node, file);
             yield { header: h, body: await this.capture(entry.body, file) };
             continue;
           }
-          this.entries.set(key, { inode: { type: "file" } });
           break;
         default:
-          this.entries.set(key, { inode: { type: "other" } });
+          this.paths.setValue(node, CODE.other);
       }
       yield entry;
     }
@@ -106,23 +117,19 @@ export class RootfsIndex implements TreeView {
   }
 
   async stat(path: string): Promise<Inode | undefined> {
-    const hit = this.entries.get(path);
-    if (hit) return hit.inode;
-    if (path === "/") return { type: "dir" };
-    // A directory the stream never named but that holds entries (tar allows that).
-    this.impliedDirs ??= this.computeImpliedDirs();
-    return this.impliedDirs.has(path) ? { type: "dir" } : undefined;
+    if (path === "/") return this.root ?? { type: "dir" };
+    const node = this.nodeOf(path);
+    if (node === 0) return undefined;
+    const code = this.paths.value(node);
+    return code === CODE.symlink
+      ? { type: "symlink", target: this.targets.get(node) ?? "" }
+      : { type: INODE_TYPES[code]! };
   }
 
   async list(path: string): Promise<string[]> {
     if ((await this.stat(path))?.type !== "dir") return [];
-    const prefix = path === "/" ? "/" : `${path}/`;
-    const names = new Set<string>();
-    for (const key of this.entries.keys()) {
-      if (key.startsWith(prefix) && key.length > prefix.length)
-        names.add(key.slice(prefix.length).split("/")[0]!);
-    }
-    return [...names];
+    const node = path === "/" ? 0 : this.nodeOf(path);
+    return this.paths.children(node).map((n) => this.paths.nameOf(n));
   }
 
   /** Copy the regular file at `path` (symlinks followed) to `dest`; from the squashfs if not kept. */
@@ -136,22 +143,30 @@ export class RootfsIndex implements TreeView {
   async readText(path: string, squashfs: string): Promise<string | undefined> {
     const r = await resolveIn(this, path);
     if (r?.inode.type !== "file") return undefined;
-    const content = this.entries.get(r.path)?.content;
+    const content = this.contentAt(r.path);
     return content ? readFile(content, "utf8") : readTextFromSquashfs(squashfs, r.path);
   }
 
   private async contentOf(path: string): Promise<string | undefined> {
     const r = await resolveIn(this, path);
-    return r ? this.entries.get(r.path)?.content : undefined;
+    return r ? this.contentAt(r.path) : undefined;
   }
 
-  private computeImpliedDirs(): Set<string> {
-    const dirs = new Set<string>();
-    for (const key of this.entries.keys()) {
-      for (let d = posix.dirname(key); d !== "/" && !dirs.has(d); d = posix.dirname(d)) dirs.add(d);
-    }
-    return dirs;
+  private contentAt(path: string): string | undefined {
+    const node = this.nodeOf(path);
+    return node === 0 ? undefined : this.contents.get(node);
   }
+
+  /** The node of an absolute path ("/a/b"), 0 when the stream held nothing there. */
+  private nodeOf(path: string): number {
+    return path.startsWith("/") && path !== "/" ? this.paths.find(path.slice(1)) : 0;
+  }
+}
+
+function recordedInode(type: WriteEntry["header"]["type"], linkname: string | undefined): Inode {
+  if (type === "directory") return { type: "dir" };
+  if (type === "symlink") return { type: "symlink", target: linkname ?? "" };
+  return { type: type === "file" || type === "hardlink" ? "file" : "other" };
 }
 
 async function* teeTo(body: AsyncIterable<Uint8Array>, out: FileHandle): AsyncGenerator<Uint8Array> {

@@ -15,6 +15,8 @@
 export class PathTrie {
   /** Component string -> its number. Names are copied flat once, so they pin no whole path. */
   private readonly names = new Map<string, number>();
+  /** Number -> component string (the same strings as in `names`). */
+  private readonly nameList: string[] = [];
   /** Node 0 is the root (no path); nodes 1..count-1 are paths. */
   private count = 1;
   private parents = new Int32Array(1024);
@@ -73,6 +75,18 @@ export class PathTrie {
     this.values[node] = v;
   }
 
+  /** The last component of a node's path. */
+  nameOf(node: number): string {
+    return this.nameList[this.nameIds[node]!]!;
+  }
+
+  /** The nodes directly under `node` (0: the top-level paths), oldest first. Scans every node. */
+  children(node: number): number[] {
+    const out: number[] = [];
+    for (let n = 1; n < this.count; n++) if (this.parents[n] === node) out.push(n);
+    return out;
+  }
+
   private walk(path: string, create: boolean): number {
     let node = 0;
     let depth = 0;
@@ -88,8 +102,10 @@ export class PathTrie {
       if (child === 0) {
         if (!create) break;
         if (id === undefined) {
-          id = this.names.size;
-          this.names.set(flatCopy(name), id);
+          id = this.nameList.length;
+          const copy = flatCopy(name);
+          this.names.set(copy, id);
+          this.nameList.push(copy);
         }
         child = this.addChild(node, id);
       }

@@ -88,3 +88,13 @@ test("agrees with a map of path strings over many random paths (growth of nodes,
   assert.equal(trie.size, nodeOf.size);
   assert.ok(trie.size > 30000, `${trie.size} nodes`);
 });
+
+test("children and nameOf: the nodes under a node, oldest first, with their names", () => {
+  const trie = new PathTrie();
+  for (const p of ["usr/lib/x", "etc", "usr/bin", "usr/lib/y", "a-name-longer-than-thirteen/z"]) trie.add(p);
+  const names = (node: number) => trie.children(node).map((n) => trie.nameOf(n));
+  assert.deepEqual(names(0), ["usr", "etc", "a-name-longer-than-thirteen"]);
+  assert.deepEqual(names(trie.find("usr")), ["lib", "bin"]);
+  assert.deepEqual(names(trie.find("usr/lib")), ["x", "y"]);
+  assert.deepEqual(names(trie.find("etc")), []);
+});
