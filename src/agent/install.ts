@@ -87,6 +87,38 @@ export interface InstallPlan {
   disk: Disk;
   partitions: PlacedPartition[];
   source: InstallSource;
+  /** COS_OEM:/grubenv as the install writes it: the config's grub_options. */
+  grubenv: Buffer;
+}
+
+/**
+ * The GRUB environment the install writes to COS_OEM: `install.grub_options`, then the
+ * top-level `grub_options` over it (upstream writes the first after the install and the second
+ * at the first boot, so the top-level one wins). Values are strings; numbers and booleans are
+ * taken as written. Refused (before anything is written) when a name is not a GRUB variable
+ * name or the block would not fit.
+ */
+export function installGrubenv(config: Record<string, unknown>): Buffer {
+  const vars = new Map<string, string>();
+  const install = (config.install ?? {}) as Record<string, unknown>;
+  for (const [where, opts] of [
+    ["install.grub_options", install.grub_options],
+    ["grub_options", config.grub_options],
+  ] as const) {
+    if (opts === undefined || opts === null) continue;
+    if (typeof opts !== "object" || Array.isArray(opts))
+      throw new KairosError(
+        `${where} must be a map of GRUB variables`,
+        'e.g. extra_cmdline: "console=ttyS0"',
+      );
+    for (const [k, v] of Object.entries(opts as Record<string, unknown>)) {
+      if (typeof v !== "string" && typeof v !== "number" && typeof v !== "boolean") {
+        throw new KairosError(`${where}.${k} must be a string`, "quote the value in the cloud-config");
+      }
+      vars.set(k, String(v));
+    }
+  }
+  return formatGrubenv(vars, "COS_OEM:/grubenv (grub_options)");
 }
 
 const mib = (b: number) => Math.ceil(b / (1024 * 1024));
@@ -96,6 +128,7 @@ export async function planInstall(opts: InstallOptions): Promise<InstallPlan> {
   const install = (opts.config.install ?? {}) as Record<string, unknown>;
   const layout = layoutFromConfig(install);
   customMountsConfig(install);
+  const grubenv = installGrubenv(opts.config);
   const disk = await resolveInstallDevice(
     opts.device ?? (install.device as string | undefined),
     opts.paths ?? REAL_SYSTEM,
@@ -118,7 +151,7 @@ export async function planInstall(opts: InstallOptions): Promise<InstallPlan> {
       `set install.partitions.recovery.size to at least ${slot + 8} (MiB)`,
     );
   }
-  return { disk, partitions, source };
+  return { disk, partitions, source, grubenv };
 }
 
 async function mountAll(nodes: Map<string, string>): Promise<string[]> {
@@ -273,7 +306,7 @@ export async function install(opts: InstallOptions): Promise<InstallPlan> {
       await pointLink(recCos, "recovery.img", "recovery/system.img");
     };
     await settleAll([system(), recovery(), installGrub(plan.disk.device, plan.partitions, log)]);
-    await writeFile(join(INSTALL_MOUNTS.oem!, "grubenv"), formatGrubenv(new Map()));
+    await writeFile(join(INSTALL_MOUNTS.oem!, "grubenv"), plan.grubenv);
     const oemText = opts.oemConfig ?? `#cloud-config\n${stringify(config)}`;
     await writeFile(join(INSTALL_MOUNTS.oem!, "90_custom.yaml"), oemText, { mode: 0o600 });
     log("cloud-config written to COS_OEM as 90_custom.yaml");

@@ -267,6 +267,8 @@ const grubOptions: Schema = {
     next_entry: str("entry booted once, at the next boot"),
     saved_entry: str("default boot entry"),
   },
+  // Upstream's map[string]string: every key becomes a GRUB environment variable (e.g. timeout).
+  additionalProperties: str(),
 };
 
 /** A bundle (a container image with files to apply), as upstream's BundleSchema. */

@@ -31,10 +31,14 @@ install:
   auto: true
   device: auto
   poweroff: true
+  grub_options:
+    extra_cmdline: "lc.grubopt=install"
   bind_mounts:
     - /var/lib/lc-bind
   ephemeral_mounts:
     - /usr/share/lc-eph
+grub_options:
+  timeout: "1"
 users:
   - name: kairos
     passwd: kairos

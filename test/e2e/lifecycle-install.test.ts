@@ -50,6 +50,8 @@ describe("kairos-agent install from the ISO, then the installed system boots (QE
         `uefi first boot: switch_root ${sw.seconds.toFixed(1)}s, multi-user ${up.seconds.toFixed(1)}s: ${up.match}`,
       );
       assert.match(first.log(), /root=LABEL=COS_ACTIVE cos-img\/filename=\/cOS\/active\.img/);
+      // install.grub_options.extra_cmdline went to COS_OEM:/grubenv and GRUB appended it.
+      assert.match(first.log(), /Command line: [^\r\n]*\blc\.grubopt=install\b/);
       assert.match(up.match, /boot=active_boot\b/);
       assert.match(up.match, /user=1000\b/, "the cloud-config's user exists");
       assert.match(up.match, /root=ro\b/, "/ is read-only");

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 import { parse } from "yaml";
-import { customMountsConfig, liveSource } from "../../../src/agent/index.js";
+import { customMountsConfig, installGrubenv, liveSource, parseGrubenv } from "../../../src/agent/index.js";
 import { tempDir } from "../../helpers/tmp.js";
 
 const run = promisify(execFile);
@@ -52,4 +52,37 @@ test("manual-install refuses before touching anything: both power flags, no live
 
 test("install needs the live medium's image and says so", async () => {
   await assert.rejects(liveSource("/nonexistent-root"), /install runs on a live system \(ISO or netboot\)/);
+});
+
+test("install.grub_options and grub_options become COS_OEM:/grubenv, the top-level ones winning", () => {
+  const env = parseGrubenv(
+    installGrubenv({
+      install: { grub_options: { extra_cmdline: "from=install", timeout: 1, default_fallback: "fallback" } },
+      grub_options: { extra_cmdline: "from=top", saved_entry: "recovery" },
+    }),
+  );
+  assert.deepEqual(Object.fromEntries(env), {
+    extra_cmdline: "from=top",
+    timeout: "1",
+    default_fallback: "fallback",
+    saved_entry: "recovery",
+  });
+  assert.equal(parseGrubenv(installGrubenv({})).size, 0, "no options: an empty environment block");
+  assert.equal(installGrubenv({}).length, 1024);
+});
+
+test("grub_options that GRUB could not load are refused before the install writes anything", () => {
+  assert.throws(
+    () => installGrubenv({ grub_options: { "a=b": "x" } }),
+    /'a=b' is not a valid GRUB environment variable name/,
+  );
+  assert.throws(
+    () => installGrubenv({ install: { grub_options: { extra_cmdline: ["x"] } } }),
+    /install\.grub_options\.extra_cmdline must be a string/,
+  );
+  assert.throws(() => installGrubenv({ grub_options: "timeout=1" }), /grub_options must be a map/);
+  assert.throws(
+    () => installGrubenv({ grub_options: { extra_cmdline: "x".repeat(2000) } }),
+    /would be \d+ bytes; the block holds 1024/,
+  );
 });
