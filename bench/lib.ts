@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { loadavg } from "node:os";
 import {
   type Accel,
   type AccelRequest,
@@ -94,4 +95,11 @@ export async function benchAccel(request: AccelRequest, kernel: () => Promise<st
   if (c.note) console.log(c.note);
   console.log(`accelerator: ${c.accel}`);
   return c.accel;
+}
+
+/** The host's load averages (1, 5, 15 min), for the line beside a figure: the host is shared. */
+export function loadLine(): string {
+  return loadavg()
+    .map((x) => x.toFixed(1))
+    .join(" ");
 }

@@ -1,10 +1,6 @@
 /**
- * The commands a user types, on three image shapes (issue #13), all in one run:
- *
- *   base    the default base (oci layout, as `kairos base` leaves it)
- *   pax     the default base's rootfs re-layered by GNU tar: 3 gzip layers written by
- *           `tar --format=pax --xattrs` (usr / etc+var / the rest), as tar pipelines make them
- *   small   the default base plus one gzip layer of 100 000 files of 1-4 KiB (GNU tar)
+ * The commands a user types, on the three image shapes of bench/shapes.ts (issue #13: the
+ * default base, a 3-layer GNU tar pax image, the base plus 100 000 small files), all in one run.
  *
  * For each shape, with K = `kairos init SHAPE` (untimed, cached):
  *   build iso K --no-init           the one-pass reference
@@ -18,100 +14,22 @@
  * `rounds` (default 1). The host is shared: print the load beside the figures.
  * Usage: node --import tsx bench/readonce.ts [rounds=1] [shape,…]
  */
-import { createReadStream, existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from "node:fs/promises";
-import { loadavg, tmpdir } from "node:os";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { ensureDefaultBase } from "../src/base/index.js";
-import { appendLayer, emptyImage, type Image, openImage, writeImage } from "../src/oci/index.js";
 import { run } from "../src/sys/index.js";
-import { best, report, type Timing, timed } from "./lib.js";
+import { best, loadLine, report, type Timing, timed } from "./lib.js";
+import { kairosOf, layerBlobs, makeShapes, shapesCache } from "./shapes.js";
 
 const rounds = Number(process.argv[2] ?? 1);
 const only = process.argv[3]?.split(",");
 const KAIROS = resolve(import.meta.dirname, "../bin/kairos");
 const base = await ensureDefaultBase();
-const cache = join(process.env.HOME ?? tmpdir(), ".cache/kairos-ts/bench-readonce", base.key);
+const cache = shapesCache(base);
 const work = await mkdtemp(join(tmpdir(), "kairos-bench-readonce-"));
-const load = () =>
-  loadavg()
-    .map((x) => x.toFixed(1))
-    .join(" ");
+const load = loadLine;
 console.log(`default base: ${base.ref}\ncache: ${cache}\nwork: ${work}\nrounds: ${rounds}\nload: ${load()}`);
-
-/** Write `image` to an oci layout under the cache, once (published by rename). */
-async function cachedLayout(name: string, make: (tmp: string) => Promise<Image>): Promise<string> {
-  const dir = join(cache, name);
-  if (!existsSync(dir)) {
-    const tmp = await mkdtemp(join(cache, `.${name}-`));
-    const img = await make(tmp);
-    await writeImage(img, `oci:${join(tmp, "layout")}:latest`);
-    await img.close();
-    await rename(join(tmp, "layout"), dir);
-    await rm(tmp, { recursive: true, force: true });
-  }
-  return `oci:${dir}:latest`;
-}
-
-/** An image of GNU tar layers (files of tar bytes, compressed by appendLayer with gzip). */
-async function imageOfTars(tars: string[], from: Image = emptyImage()): Promise<Image> {
-  let img = from;
-  for (const t of tars) img = await appendLayer(img, createReadStream(t, { highWaterMark: 1 << 20 }));
-  return img;
-}
-
-/** The base's final rootfs as a directory (for re-layering by GNU tar). */
-async function baseTree(tmp: string): Promise<string> {
-  const tree = join(tmp, "tree");
-  await run(KAIROS, ["-q", "image", "unpack", base.ref, tree]);
-  return tree;
-}
-
-async function makeShapes(): Promise<Record<string, string>> {
-  await mkdir(cache, { recursive: true });
-  const shapes: Record<string, string> = { base: base.ref };
-  shapes.pax = await cachedLayout("pax", async (tmp) => {
-    const tree = await baseTree(tmp);
-    const top = (await readdir(tree)).filter((n) => !["usr", "etc", "var"].includes(n));
-    const parts = [["usr"], ["etc", "var"], top];
-    const tars: string[] = [];
-    for (const [i, p] of parts.entries()) {
-      const t = join(tmp, `layer${i}.tar`);
-      await run("tar", ["--format=pax", "--xattrs", "--xattrs-include=*", "-C", tree, "-cf", t, ...p]);
-      tars.push(t);
-    }
-    return imageOfTars(tars);
-  });
-  shapes.small = await cachedLayout("small", async (tmp) => {
-    const files = join(tmp, "files");
-    // 100 000 files of 1-4 KiB in 1 000 directories, text that gzip compresses like real files.
-    for (let d = 0; d < 1000; d++) {
-      const dir = join(files, "srv/small", String(d).padStart(4, "0"));
-      await mkdir(dir, { recursive: true });
-      for (let f = 0; f < 100; f++) {
-        const n = d * 100 + f;
-        const size = 1024 + ((n * 2654435761) % 3072);
-        const line = `file ${n} of the many-small-files image, line padding to size\n`;
-        await writeFile(join(dir, `f${f}.txt`), line.repeat(Math.ceil(size / line.length)).slice(0, size));
-      }
-    }
-    const t = join(tmp, "small.tar");
-    await run("tar", ["--format=pax", "-C", files, "-cf", t, "srv"]);
-    return imageOfTars([t], await openImage(base.ref));
-  });
-  return shapes;
-}
-
-async function kairosOf(name: string, ref: string): Promise<string> {
-  const dir = join(cache, `${name}-kairos`);
-  if (!existsSync(dir)) {
-    const tmp = join(cache, `.${name}-kairos`);
-    await rm(tmp, { recursive: true, force: true });
-    await run(KAIROS, ["-q", "init", ref, "-o", `oci:${tmp}:latest`]);
-    await rename(tmp, dir);
-  }
-  return `oci:${dir}:latest`;
-}
 
 /** Best of `rounds` runs of a kairos command; `out` is removed after each run. */
 async function ours(args: (out: string) => string[]): Promise<Timing> {
@@ -122,15 +40,6 @@ async function ours(args: (out: string) => string[]): Promise<Timing> {
     await rm(out, { recursive: true, force: true });
   }
   return best(ts);
-}
-
-/** Blob paths of an oci layout's layers, oldest first. */
-async function layerBlobs(ref: string): Promise<string[]> {
-  const img = await openImage(ref);
-  const dir = ref.slice("oci:".length).replace(/:latest$/, "");
-  const m = await img.manifest();
-  await img.close();
-  return m.layers.map((l) => join(dir, "blobs", l.digest.replace(":", "/")));
 }
 
 async function unpackPair(ref: string, parent: string): Promise<{ ours: Timing; tar: Timing }> {
@@ -154,10 +63,10 @@ async function unpackPair(ref: string, parent: string): Promise<{ ours: Timing; 
 
 const lines: string[] = [];
 try {
-  const shapes = await makeShapes();
+  const shapes = await makeShapes(base);
   for (const [name, ref] of Object.entries(shapes)) {
     if (only && !only.includes(name)) continue;
-    const k = await kairosOf(name, ref);
+    const k = await kairosOf(base, name, ref);
     console.log(`\n== ${name}: ${ref} (Kairos form ${k}); load ${load()}`);
     const noInit = await ours((o) => ["build", "iso", k, "--no-init", "--name", "b", "-o", o]);
     const kDefault = await ours((o) => ["build", "iso", k, "--name", "b", "-o", o]);
