@@ -11,7 +11,7 @@
  * the disk needs no module directory.
  */
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, readFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { diskBootImages, type GrubTools } from "../artifacts/disk-boot.js";
 import { biosBootWrites, readPiece, SECTOR, writePieces } from "../disk/index.js";
@@ -46,6 +46,13 @@ export function findGrubTools(root = "/", path?: string): GrubTools {
   };
 }
 
+/** The installed menu (the framework's /etc/cos/grub.cfg), or a clear error when the image lacks it. */
+export async function loadGrubCfg(path = "/etc/cos/grub.cfg"): Promise<string> {
+  if (!existsSync(path))
+    throw new KairosError(`the image has no ${path} (the framework's GRUB configuration)`);
+  return readFile(path, "utf8");
+}
+
 export interface GrubTarget {
   /** The disk (a block device, or an image file in tests). */
   device: string;
@@ -55,7 +62,7 @@ export interface GrubTarget {
   stateDir: string;
   /** COS_GRUB, mounted: gets EFI/BOOT/BOOTX64.EFI. */
   efiDir: string;
-  /** The installed menu to copy (the framework's /etc/cos/grub.cfg). */
+  /** The installed menu's text (loadGrubCfg), written to COS_STATE:/grub2/grub.cfg. */
   grubCfg: string;
   /** Scratch space for the two images. */
   workDir: string;
@@ -64,13 +71,9 @@ export interface GrubTarget {
 
 /** Build both core images and put GRUB on `t.device` for BIOS and UEFI. */
 export async function installGrubImages(t: GrubTarget, log: (l: string) => void = () => {}): Promise<void> {
-  if (!existsSync(t.grubCfg)) {
-    throw new KairosError(`the image has no ${t.grubCfg} (the framework's GRUB configuration)`);
-  }
-  const cfg = await readFile(t.grubCfg, "utf8");
   await mkdir(join(t.stateDir, "grub2"), { recursive: true });
-  await copyFile(t.grubCfg, join(t.stateDir, "grub2", "grub.cfg"));
-  const images = await diskBootImages(t.workDir, cfg, {
+  await writeFile(join(t.stateDir, "grub2", "grub.cfg"), t.grubCfg);
+  const images = await diskBootImages(t.workDir, t.grubCfg, {
     bios: t.bios !== undefined,
     efi: true,
     cacheDir: false,

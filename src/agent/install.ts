@@ -10,17 +10,18 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import type { GrubTools } from "../artifacts/disk-boot.js";
 import {
   layoutFromConfig,
-  logicalSectorBytes,
   type PlacedPartition,
   placeLayout,
+  requireSectorSize512,
   writeLayout,
 } from "../disk/index.js";
 import { KairosError, run } from "../sys/index.js";
 import { formatGrubenv } from "./grubenv.js";
 import { type Disk, REAL_SYSTEM, resolveInstallDevice, type SystemPaths } from "./install-disks.js";
-import { findGrubTools, installGrubImages } from "./install-grub.js";
+import { findGrubTools, installGrubImages, loadGrubCfg } from "./install-grub.js";
 import { pointLink, writeSlot } from "./slots.js";
 import { runStage } from "./stages/index.js";
 
@@ -89,6 +90,8 @@ export interface InstallPlan {
   source: InstallSource;
   /** COS_OEM:/grubenv as the install writes it: the config's grub_options. */
   grubenv: Buffer;
+  /** The image's GRUB and its installed menu (found before anything is written). */
+  grub: { tools: GrubTools; cfg: string };
 }
 
 /**
@@ -134,6 +137,8 @@ export async function planInstall(opts: InstallOptions): Promise<InstallPlan> {
     opts.paths ?? REAL_SYSTEM,
   );
   const partitions = placeLayout(layout, disk.bytes, disk.device);
+  await requireSectorSize512(disk.device, (opts.paths ?? REAL_SYSTEM).sys);
+  const grub = { tools: findGrubTools(), cfg: await loadGrubCfg() };
   const source = await liveSource();
   const slot = mib(source.bytes) + 1;
   const state = partitions.find((p) => p.role === "state")!;
@@ -151,7 +156,7 @@ export async function planInstall(opts: InstallOptions): Promise<InstallPlan> {
       `set install.partitions.recovery.size to at least ${slot + 8} (MiB)`,
     );
   }
-  return { disk, partitions, source, grubenv };
+  return { disk, partitions, source, grubenv, grub };
 }
 
 async function mountAll(nodes: Map<string, string>): Promise<string[]> {
@@ -172,31 +177,23 @@ async function umountAll(dirs: readonly string[]): Promise<void> {
 
 /**
  * GRUB for BIOS and UEFI (./install-grub.ts), then a UEFI boot entry when the node booted
- * under UEFI. A disk whose sectors are not 512 bytes gets UEFI only: GRUB's BIOS boot sector
- * counts in 512-byte sectors, and BIOS firmware does not boot such disks anyway.
+ * under UEFI. (planInstall refused a disk whose sectors are not 512 bytes.)
  */
-async function installGrub(
-  device: string,
-  partitions: readonly PlacedPartition[],
-  log: (l: string) => void,
-): Promise<void> {
+async function installGrub(plan: InstallPlan, log: (l: string) => void): Promise<void> {
+  const { device } = plan.disk;
+  const { partitions } = plan;
   const biosPart = partitions.find((p) => p.role === "bios");
-  const sector = await logicalSectorBytes(device);
-  if (biosPart && sector !== 512) log(`warning: ${device} has ${sector}-byte sectors: GRUB for UEFI only`);
   const workDir = await mkdtemp(join(tmpdir(), "kairos-grub-"));
   try {
     await installGrubImages(
       {
         device,
-        bios:
-          biosPart && sector === 512
-            ? { firstLba: biosPart.startMiB * 2048, sectors: biosPart.placedMiB * 2048 }
-            : undefined,
+        bios: biosPart && { firstLba: biosPart.startMiB * 2048, sectors: biosPart.placedMiB * 2048 },
         stateDir: INSTALL_MOUNTS.state!,
         efiDir: INSTALL_MOUNTS.efi!,
-        grubCfg: "/etc/cos/grub.cfg",
+        grubCfg: plan.grub.cfg,
         workDir,
-        tools: findGrubTools(),
+        tools: plan.grub.tools,
       },
       log,
     );
@@ -305,7 +302,7 @@ export async function install(opts: InstallOptions): Promise<InstallPlan> {
       await pointLink(recCos, "recovery", `slots/${rid}`);
       await pointLink(recCos, "recovery.img", "recovery/system.img");
     };
-    await settleAll([system(), recovery(), installGrub(plan.disk.device, plan.partitions, log)]);
+    await settleAll([system(), recovery(), installGrub(plan, log)]);
     await writeFile(join(INSTALL_MOUNTS.oem!, "grubenv"), plan.grubenv);
     const oemText = opts.oemConfig ?? `#cloud-config\n${stringify(config)}`;
     await writeFile(join(INSTALL_MOUNTS.oem!, "90_custom.yaml"), oemText, { mode: 0o600 });

@@ -5,10 +5,11 @@
  */
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { open, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { KairosError, run } from "../sys/index.js";
 import { encodeGpt, GPT_TYPE, type GptTable, SECTOR } from "./gpt.js";
+import { writePieces } from "./image-plan.js";
 import type { PlacedPartition } from "./layout.js";
 
 /** The device node of partition `n` of `disk` (/dev/vda → /dev/vda3, /dev/nvme0n1 → /dev/nvme0n1p3). */
@@ -36,6 +37,21 @@ export async function logicalSectorBytes(device: string, sys = "/sys"): Promise<
   return Number(text.trim()) || 512;
 }
 
+/**
+ * Refuse a disk whose logical sectors are not 512 bytes: the GPT encoder (./gpt.ts) and GRUB's
+ * BIOS boot sector (./bios-boot.ts) count in 512-byte sectors, and a table written that way on
+ * a 4Kn disk would be read from the wrong offsets. Checked before anything is written.
+ */
+export async function requireSectorSize512(device: string, sys = "/sys"): Promise<void> {
+  const bytes = await logicalSectorBytes(device, sys);
+  if (bytes !== SECTOR) {
+    throw new KairosError(
+      `${device} has ${bytes}-byte logical sectors; the installer writes GPT and GRUB for 512-byte sectors only`,
+      "install to a disk with 512-byte (or 512e) sectors",
+    );
+  }
+}
+
 const TYPE_GUIDS: Record<PlacedPartition["gptType"], string> = {
   EF02: GPT_TYPE.biosBoot,
   EF00: GPT_TYPE.efiSystem,
@@ -43,8 +59,9 @@ const TYPE_GUIDS: Record<PlacedPartition["gptType"], string> = {
 };
 
 /**
- * The GPT of the placed partitions on a disk of `diskBytes`: the table `sgdisk` makes from
- * sgdiskArgs (same numbers, sectors, type codes and names), with fresh random GUIDs.
+ * The GPT of the placed partitions on a disk of `diskBytes`: the table sgdisk makes from the
+ * same layout (numbers, sectors, type codes and names; test/integration/install-gpt.test.ts),
+ * with fresh random GUIDs.
  */
 export function layoutGpt(
   parts: readonly PlacedPartition[],
@@ -78,14 +95,14 @@ export async function writePartitionTable(
   diskBytes: number,
 ): Promise<void> {
   const gpt = encodeGpt(layoutGpt(parts, diskBytes));
-  const fh = await open(device, "r+");
-  try {
-    await fh.write(gpt.head, 0, gpt.head.length, 0);
-    await fh.write(gpt.tail, 0, gpt.tail.length, gpt.tailOffset);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  await writePieces(
+    device,
+    [
+      { offset: 0, data: gpt.head },
+      { offset: gpt.tailOffset, data: gpt.tail },
+    ],
+    { sync: true },
+  );
 }
 
 /** The mkfs command for one partition (undefined: the partition gets no filesystem). */

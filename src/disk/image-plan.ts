@@ -143,14 +143,16 @@ export async function createDiskFile(file: string, plan: DiskPlan): Promise<void
   }
 }
 
-/** Write byte pieces at their offsets in `file` (e.g. GRUB's boot sectors). */
+/** Write byte pieces at their offsets in `file` (e.g. GRUB's boot sectors); `sync`: fsync before closing. */
 export async function writePieces(
   file: string,
   pieces: ReadonlyArray<{ offset: number; data: Uint8Array }>,
+  opts: { sync?: boolean } = {},
 ): Promise<void> {
   const fh = await open(file, "r+");
   try {
     for (const p of pieces) await writeAll(fh, p.data, p.offset);
+    if (opts.sync) await fh.sync();
   } finally {
     await fh.close();
   }

@@ -6,6 +6,7 @@
  * before anything is written.
  */
 import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import {
@@ -14,6 +15,7 @@ import {
   type PlacedPartition,
   placeLayout,
   readPiece,
+  requireSectorSize512,
   writePartitionTable,
 } from "../../src/disk/index.js";
 import { run } from "../../src/sys/index.js";
@@ -112,5 +114,21 @@ test("a table that does not fit the disk is refused and nothing is written", asy
   assert.ok(
     head.every((b) => b === 0),
     "the disk is untouched",
+  );
+});
+
+test("a disk with 4096-byte logical sectors is refused before anything is written", async (t) => {
+  const sys = await tempDir(t);
+  for (const [name, bytes] of [
+    ["vda", "512"],
+    ["nvme0n1", "4096"],
+  ] as const) {
+    mkdirSync(join(sys, "class/block", name, "queue"), { recursive: true });
+    writeFileSync(join(sys, "class/block", name, "queue/logical_block_size"), `${bytes}\n`);
+  }
+  await requireSectorSize512("/dev/vda", sys);
+  await assert.rejects(
+    requireSectorSize512("/dev/nvme0n1", sys),
+    /\/dev\/nvme0n1 has 4096-byte logical sectors; the installer writes GPT and GRUB for 512-byte sectors only/,
   );
 });
