@@ -56,13 +56,17 @@ stages:
       commands:
         - 'kairos-agent manual-install --device /dev/sr0 /run/initramfs/live/config.yaml >/tmp/r1 2>&1; echo "KAIROS-LC-REFUSE-LIVE rc=$? $(tr "\\n" " " </tmp/r1)" >/dev/ttyS0'
         - 'kairos-agent manual-install --device /dev/vdb /run/initramfs/live/config.yaml >/tmp/r2 2>&1; echo "KAIROS-LC-REFUSE-SMALL rc=$? $(tr "\\n" " " </tmp/r2)" >/dev/ttyS0'
+  before-install:
+    - name: "lifecycle e2e, the install reads its source cold, as the floor below does"
+      commands:
+        - sync; echo 3 >/proc/sys/vm/drop_caches
   after-install:
     - name: "lifecycle e2e, after-install ran"
       commands:
         - echo "KAIROS-LC-AFTER-INSTALL-STAGE" >/dev/ttyS0
     - name: "lifecycle e2e, the floor for docs/benchmarks.md: cp + sync of the three image files on this guest"
       commands:
-        - 'L=/run/initramfs/live; P=/run/cos/persistent; s=$(cut -d" " -f1 /proc/uptime); for i in 1 2 3; do cp $L/rootfs.squashfs $L/boot/kernel $L/boot/initrd $P/ && mkdir -p $P/lc-cp-$i && mv $P/rootfs.squashfs $P/kernel $P/initrd $P/lc-cp-$i/; done; sync; e=$(cut -d" " -f1 /proc/uptime); rm -rf $P/lc-cp-*; sync; echo "KAIROS-LC-CP-FLOOR start=$s end=$e" >/dev/ttyS0'
+        - 'L=/run/initramfs/live; P=/run/cos/persistent; sync; echo 3 >/proc/sys/vm/drop_caches; s=$(cut -d" " -f1 /proc/uptime); for i in 1 2 3; do cp $L/rootfs.squashfs $L/boot/kernel $L/boot/initrd $P/ && mkdir -p $P/lc-cp-$i && mv $P/rootfs.squashfs $P/kernel $P/initrd $P/lc-cp-$i/; done; sync; e=$(cut -d" " -f1 /proc/uptime); rm -rf $P/lc-cp-*; sync; echo "KAIROS-LC-CP-FLOOR start=$s end=$e" >/dev/ttyS0'
 `;
 
 /** The report script (in the image at /usr/lib/kairos-e2e/lc-report, outside every persistent path). */
