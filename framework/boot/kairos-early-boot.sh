@@ -130,10 +130,40 @@ kairos_label() {
 	rm -f "$_head"
 }
 
-# kairos_find_label LABEL [TYPE]: print the device whose filesystem label is LABEL.
-# Whole disks are looked at before their partitions, so a hybrid ISO attached as a disk is
-# found by its ISO9660 volume id, never by a partition that repeats the label.
-kairos_find_label() {
+# Labels are read by kairos_label, which takes a dozen processes per device (dd, od, tr, sed),
+# and each process start costs tens of milliseconds under emulation. So each device is read
+# once per boot: $KAIROS_LABELS keeps "DEV TYPE LABEL" (TYPE "none": no filesystem we read)
+# for every device read so far, in the order read, and the installed boot's lookups
+# (COS_STATE, COS_OEM, COS_PERSISTENT) share those reads. A file, not a variable: lookups run
+# in command substitutions. A device whose read failed (a CD still spinning up) is read again
+# by the next scan; a device that appears later is read when a lookup misses.
+KAIROS_LABELS=/run/kairos-labels
+
+# kairos_lookup_label LABEL [TYPE]: the first device read so far that is labelled LABEL.
+kairos_lookup_label() {
+	[ -f "$KAIROS_LABELS" ] || return 1
+	while read -r _ll_dev _ll_type _ll_lbl; do
+		[ "$_ll_lbl" = "$1" ] || continue
+		[ -z "$2" ] || [ "$2" = "$_ll_type" ] || continue
+		[ -b "$_ll_dev" ] || continue
+		echo "$_ll_dev"
+		return 0
+	done <"$KAIROS_LABELS"
+	return 1
+}
+
+# kairos_label_read DEV: true when DEV's label has been read already.
+kairos_label_read() {
+	[ -f "$KAIROS_LABELS" ] || return 1
+	while read -r _lr_dev _lr_rest; do
+		[ "$_lr_dev" = "$1" ] && return 0
+	done <"$KAIROS_LABELS"
+	return 1
+}
+
+# kairos_scan_labels LABEL [TYPE]: read the devices not read yet, whole disks before their
+# partitions, until one is labelled LABEL (print it); false when none is.
+kairos_scan_labels() {
 	for _sys in /sys/class/block/*; do
 		_name=${_sys##*/}
 		case "$_name" in
@@ -141,16 +171,26 @@ kairos_find_label() {
 		esac
 		_dev=/dev/$_name
 		[ -b "$_dev" ] || continue
+		kairos_label_read "$_dev" && continue
 		_found=$(kairos_label "$_dev") || continue
-		[ -n "$_found" ] || continue
+		[ -n "$_found" ] || _found=none
+		echo "$_dev $_found" >>"$KAIROS_LABELS"
 		_type=${_found%% *}
-		_lbl=${_found#* }
-		if [ "$_lbl" = "$1" ] && { [ -z "$2" ] || [ "$2" = "$_type" ]; }; then
+		_lbl=${_found#"$_type"}
+		_lbl=${_lbl# }
+		if [ "$_type" != none ] && [ "$_lbl" = "$1" ] && { [ -z "$2" ] || [ "$2" = "$_type" ]; }; then
 			echo "$_dev"
 			return 0
 		fi
 	done
 	return 1
+}
+
+# kairos_find_label LABEL [TYPE]: print the device whose filesystem label is LABEL.
+# Whole disks are looked at before their partitions, so a hybrid ISO attached as a disk is
+# found by its ISO9660 volume id, never by a partition that repeats the label.
+kairos_find_label() {
+	kairos_lookup_label "$1" "$2" || kairos_scan_labels "$1" "$2"
 }
 
 # kairos_wait_label LABEL [TYPE]: poll (loading drivers as devices appear) until found.
@@ -278,9 +318,9 @@ kairos_installed() {
 
 # kairos_mount_label LABEL DIR: mount the filesystem labelled LABEL read-write at DIR in the new root.
 kairos_mount_label() {
+	grep -q " $KAIROS_ROOT$2 " /proc/mounts && return 0
 	_ml_dev=$(kairos_find_label "$1") || return 1
 	mkdir -p "$KAIROS_ROOT$2"
-	grep -q " $KAIROS_ROOT$2 " /proc/mounts && return 0
 	mount -o rw "$_ml_dev" "$KAIROS_ROOT$2" || kairos_fail "cannot mount $1 ($_ml_dev) at $2"
 	kairos_log "$1 ($_ml_dev) at $2"
 }
@@ -379,6 +419,41 @@ kairos_boot_stages() {
 	rm -rf "$_hs"
 }
 
+# kairos_dashed PATH: PATH without its leading / and with each other / as -, in KAIROS_DASHED
+# ("/var/lib/rancher" -> "var-lib-rancher", the name of its store under /usr/local/.state),
+# without the subshell and tr that `echo | tr / -` takes for each of the layout's paths.
+kairos_dashed() {
+	_dr=${1#/}
+	KAIROS_DASHED=
+	while :; do
+		case "$_dr" in
+		*/*)
+			KAIROS_DASHED="$KAIROS_DASHED${_dr%%/*}-"
+			_dr=${_dr#*/}
+			;;
+		*)
+			KAIROS_DASHED="$KAIROS_DASHED$_dr"
+			return 0
+			;;
+		esac
+	done
+}
+
+# kairos_bind_state STORE_ROOT PATH: bind STORE_ROOT/<dashed PATH>.bind on PATH in the new root,
+# seeding the store with the image's PATH on first use. Only mount runs as a process when both
+# directories exist (the usual boot): each process start costs tens of ms under emulation.
+kairos_bind_state() {
+	kairos_dashed "$2"
+	_bs_store=$1/$KAIROS_DASHED.bind
+	if [ ! -d "$_bs_store" ]; then
+		mkdir -p "$_bs_store"
+		# First boot: seed the persistent copy with what the image has there.
+		[ -d "$KAIROS_ROOT$2" ] && cp -a "$KAIROS_ROOT$2/." "$_bs_store/" 2>/dev/null
+	fi
+	[ -d "$KAIROS_ROOT$2" ] || mkdir -p "$KAIROS_ROOT$2"
+	mount --bind "$_bs_store" "$KAIROS_ROOT$2" || kairos_fail "cannot bind $_bs_store on $2"
+}
+
 # kairos_layout: the mounts /run/cos/cos-layout.env asks for (written by the rootfs stage;
 # framework/system/oem/11_persistency.yaml has the defaults): VOLUMES, an overlay on each
 # RW_PATHS entry, a bind mount from COS_PERSISTENT on each PERSISTENT_STATE_PATHS entry.
@@ -412,7 +487,8 @@ kairos_layout() {
 		esac
 	done
 	for _p in $RW_PATHS; do
-		_n=$(echo "${_p#/}" | tr / -)
+		kairos_dashed "$_p"
+		_n=$KAIROS_DASHED
 		mkdir -p "$KAIROS_ROOT$_p" "/run/overlay/$_n/upper" "/run/overlay/$_n/work"
 		mount -t overlay overlay -o "lowerdir=$KAIROS_ROOT$_p,upperdir=/run/overlay/$_n/upper,workdir=/run/overlay/$_n/work" "$KAIROS_ROOT$_p" ||
 			kairos_fail "cannot mount the overlay on $_p"
@@ -427,14 +503,7 @@ kairos_layout() {
 		PERSISTENT_STATE_PATHS=""
 	fi
 	for _p in $PERSISTENT_STATE_PATHS; do
-		_store=$_store_root/$(echo "${_p#/}" | tr / -).bind
-		if [ ! -d "$_store" ]; then
-			mkdir -p "$_store"
-			# First boot: seed the persistent copy with what the image has there.
-			[ -d "$KAIROS_ROOT$_p" ] && cp -a "$KAIROS_ROOT$_p/." "$_store/" 2>/dev/null
-		fi
-		mkdir -p "$KAIROS_ROOT$_p"
-		mount --bind "$_store" "$KAIROS_ROOT$_p" || kairos_fail "cannot bind $_store on $_p"
+		kairos_bind_state "$_store_root" "$_p"
 	done
 	mkdir -p "$KAIROS_ROOT/tmp"
 	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$KAIROS_ROOT/tmp"
@@ -446,13 +515,7 @@ kairos_state_mounts() {
 	kairos_mount_label COS_OEM /oem
 	kairos_mount_label COS_PERSISTENT /usr/local || return 0
 	for _p in $KAIROS_PERSISTENT_PATHS; do
-		_store=$KAIROS_ROOT/usr/local/.state/$(echo "${_p#/}" | tr / -).bind
-		if [ ! -d "$_store" ]; then
-			mkdir -p "$_store"
-			[ -d "$KAIROS_ROOT$_p" ] && cp -a "$KAIROS_ROOT$_p/." "$_store/" 2>/dev/null
-		fi
-		mkdir -p "$KAIROS_ROOT$_p"
-		mount --bind "$_store" "$KAIROS_ROOT$_p" || kairos_fail "cannot bind $_store on $_p"
+		kairos_bind_state "$KAIROS_ROOT/usr/local/.state" "$_p"
 	done
 }
 
