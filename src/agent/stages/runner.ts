@@ -1,5 +1,6 @@
 import { existsSync, realpathSync, statSync } from "node:fs";
 import { arch } from "node:os";
+import { isAbsolute, join } from "node:path";
 import {
   type Collected,
   type CollectOptions,
@@ -7,10 +8,12 @@ import {
   collectConfig,
   compilePattern,
   formatNote,
+  resolveInRoot,
   type SafePattern,
   SYSTEM_STAGES,
 } from "../../config/index.js";
 import { KairosError, ToolFailedError } from "../../sys/index.js";
+import { evaluateFileTests, type PathResolver } from "./condition.js";
 import { readInRoot } from "./fsops.js";
 import {
   chooseShell,
@@ -168,6 +171,10 @@ async function skipReason(env: StepEnv, step: Step): Promise<string | undefined>
       return `only_service_manager ${step.only_service_manager}, this root has ${sm}`;
   }
   if (typeof step.if === "string" && step.if.trim()) {
+    // File tests only (the usual form): answered here, as the shell would, without starting one.
+    const known = evaluateFileTests(step.if, conditionPaths(env));
+    if (known === true) return undefined;
+    if (known === false) return `if ${JSON.stringify(step.if)} exited 1`;
     try {
       await shell(env, step.if);
     } catch (err) {
@@ -179,6 +186,16 @@ async function skipReason(env: StepEnv, step: Step): Promise<string | undefined>
     }
   }
   return undefined;
+}
+
+/**
+ * Where an `if:` file test looks, as the shell that would run it sees paths: in a chroot of
+ * the root (symlinks kept inside it; resolveInRoot throws on one that leaves, and the shell
+ * answers instead), or with the host's sh, whose working directory is the root.
+ */
+function conditionPaths(env: StepEnv): PathResolver {
+  if (env.shell === "chroot") return (p, followLast) => resolveInRoot(env.root, p, { followLast });
+  return (p) => (isAbsolute(p) ? p : join(env.root, p));
 }
 
 /**
