@@ -272,6 +272,8 @@ export class TarView extends BaseView {
   /** `add` of a path already normalized, without its leading "/". */
   private record(key: string, st: RootfsStat, content: Buffer | undefined): void {
     if (key === "") return;
+    const code = CODE.get(st.type);
+    if (code === undefined) throw new Error(`TarView: unknown entry type ${st.type} for /${key}`);
     const trie = this.trie;
     const node = trie.add(key);
     if (trie.size >= this.sizes.length) this.grow(trie.size + 1);
@@ -280,9 +282,10 @@ export class TarView extends BaseView {
       const a = trie.ancestor(k);
       if (trie.value(a) !== 0) break;
       trie.setValue(a, DIRECTORY | (IMPLIED_DIR_MODE << TYPE_BITS));
+      this.uids[a] = 0;
+      this.gids[a] = 0;
+      this.sizes[a] = 0;
     }
-    const code = CODE.get(st.type);
-    if (code === undefined) throw new Error(`TarView: unknown entry type ${st.type} for /${key}`);
     trie.setValue(node, code | ((st.mode & 0o7777) << TYPE_BITS));
     this.uids[node] = st.uid;
     this.gids[node] = st.gid;

@@ -204,10 +204,11 @@ describe("TarView", () => {
     assert.equal((await view.readFile("/etc/link"))?.toString(), "ID\n");
     assert.equal(await view.lstat("/"), undefined, "the root is not an entry");
     assert.throws(
-      () => view.add("/x", { type: "socket" as EntryType, mode: 0, uid: 0, gid: 0, size: 0 }),
-      /unknown entry type socket for \/x/,
+      () => view.add("/x/y", { type: "socket" as EntryType, mode: 0, uid: 0, gid: 0, size: 0 }),
+      /unknown entry type socket for \/x\/y/,
     );
-    assert.equal(await view.lstat("/x"), undefined, "a refused entry changes nothing");
+    assert.equal(await view.lstat("/x"), undefined, "a refused entry implies no parent");
+    assert.deepEqual(await view.list("/"), ["etc", "usr"]);
   });
 
   it("resolves symlinks as a directory on disk does, over many random lookups", async () => {
