@@ -13,4 +13,5 @@ export * from "./stages/index.js";
 export * from "./state.js";
 export * from "./state-system.js";
 export * from "./upgrade.js";
+export * from "./upgrade-memory.js";
 export * from "./upgrade-source.js";

@@ -22,6 +22,7 @@ import {
   rotateSlots,
   type SlotInfo,
 } from "./slots.js";
+import { capYoungGeneration } from "./upgrade-memory.js";
 import { upgradeSourceRef } from "./upgrade-source.js";
 
 /** Step boundaries of an upgrade, in order (progress, and the power-cut tests stop at each). */
@@ -68,6 +69,8 @@ export function estimateSlotBytes(layerBytes: number): number {
  * the rotation (passive := old active, trial, active := new), then old slots removed.
  */
 export async function upgradeSystem(opts: UpgradeOptions): Promise<UpgradeResult> {
+  // The agent's peak RSS (issue #10: <= 120 MB) is set by this stream; see upgrade-memory.ts.
+  capYoungGeneration();
   const ref = upgradeSourceRef(opts.source);
   const image = await openImage(ref, opts.open);
   try {

@@ -20,10 +20,16 @@ export interface SquashfsOptions {
 }
 
 /** Pieces gathered before one vectored write to the packer. */
-const BATCH_BYTES = 1 << 20;
+export const FEED_BATCH_BYTES = 1 << 20;
 const BATCH_PIECES = 1024;
-/** Bytes we let queue in user space before waiting for the packer: absorbs bursts on both sides. */
-const QUEUE_BYTES = 8 << 20;
+/**
+ * Bytes we let queue in user space before waiting for the packer: absorbs bursts on both sides
+ * (with the 1 MiB pipe and a batch in flight). Every queued piece holds the decompressor's
+ * buffer it is a slice of, and a queue that outlives a young-generation collection sends its
+ * buffers to the old generation, where they wait for a full collection: 2 MiB instead of 8 took
+ * ~7 MiB off the agent's peak RSS in an upgrade, at the same CPU time (docs/benchmarks.md).
+ */
+export const FEED_QUEUE_BYTES = 2 << 20;
 
 export const SQUASHFS_DEFAULTS = { level: 3, blockSize: 1024 * 1024, jobs: 2 } as const;
 
@@ -80,9 +86,9 @@ export async function squashfsFromTar(
   try {
     await run("mkfifo", ["-m", "600", fifo]);
     const child = startOnFifo(fifo, tar2sqfsArgs(partial, opts), opts.signal);
-    const sink = createWriteStream(fifo, { highWaterMark: BATCH_BYTES });
-    // feed() reports the first error; writes still queued when the packer dies fail afterwards
-    // (EPIPE, after feed has returned and removed its listener). Without a listener of our own
+    const sink = createWriteStream(fifo, { highWaterMark: FEED_BATCH_BYTES });
+    // feedPacker() reports the first error; writes still queued when the packer dies fail afterwards
+    // (EPIPE, after feedPacker has returned and removed its listener). Without a listener of our own
     // that late 'error' event would be an uncaught exception that kills the process.
     sink.on("error", () => {});
     // If tar2sqfs dies before it opens the FIFO, our open would wait for a reader forever:
@@ -96,7 +102,7 @@ export async function squashfsFromTar(
     });
     let tarBytes = 0;
     try {
-      tarBytes = await feed(tar, sink, opts.onBytes);
+      tarBytes = await feedPacker(tar, sink, opts.onBytes);
     } catch (err) {
       sink.destroy();
       // If tar2sqfs died, its exit status is the real error, not our EPIPE. Otherwise the source
@@ -146,10 +152,11 @@ const PERL_ON_FIFO =
 /**
  * Write a stream of many small pieces (512-byte headers, small files) to `sink` in vectored
  * writes: pieces are batched under cork() so that one writev carries ~1 MiB, without copying
- * them into one buffer (a concat copied the whole rootfs once more). Up to QUEUE_BYTES may wait
- * in user space, so a slow moment on either side does not stall the other. Returns the byte count.
+ * them into one buffer (a concat copied the whole rootfs once more). Up to FEED_QUEUE_BYTES may
+ * wait in user space (plus one batch), so a slow moment on either side does not stall the other.
+ * Returns the byte count. Exported for the test of that bound.
  */
-async function feed(
+export async function feedPacker(
   src: AsyncIterable<Buffer>,
   sink: Writable,
   onBytes?: (total: number) => void,
@@ -193,9 +200,9 @@ async function feed(
       total += chunk.length;
       batch.push(chunk);
       batchBytes += chunk.length;
-      if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_PIECES) {
+      if (batchBytes >= FEED_BATCH_BYTES || batch.length >= BATCH_PIECES) {
         flush();
-        if (sink.writableLength >= QUEUE_BYTES) await drained();
+        if (sink.writableLength >= FEED_QUEUE_BYTES) await drained();
       }
     }
     if (failure) throw failure;

@@ -16,9 +16,12 @@ export const READ_CHUNK = 1 << 20;
 /**
  * How far each stage of a layer read (verify, decompress, verify) may run ahead of the next.
  * With the default 16 KiB the decompressor stopped after one chunk whenever the tar parser
- * was busy, and the two took turns instead of running on both cores.
+ * was busy, and the two took turns instead of running on both cores. 256 KiB (one gunzip
+ * chunk) rather than 1 MiB: in the upgrade bench the agent's peak RSS fell by 4-10 MiB at the
+ * same CPU and wall time (docs/benchmarks.md, 2026-12-01 23:52 UTC): less in flight in each stage
+ * is also less that survives a young-generation collection and waits for a full one.
  */
-export const RUN_AHEAD = { highWaterMark: 1 << 20 } as const;
+export const RUN_AHEAD = { highWaterMark: 256 << 10 } as const;
 
 /** Passes bytes through, reporting the running count. */
 export class CountingStream extends Transform {

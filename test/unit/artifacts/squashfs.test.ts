@@ -2,8 +2,15 @@ import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { type TestContext, test } from "node:test";
-import { squashfsFromTar } from "../../../src/artifacts/squashfs.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  FEED_BATCH_BYTES,
+  FEED_QUEUE_BYTES,
+  feedPacker,
+  squashfsFromTar,
+} from "../../../src/artifacts/squashfs.js";
 import { run } from "../../../src/sys/index.js";
 import { type WriteEntry, writeTar } from "../../../src/tar/index.js";
 import { tempDir } from "../../helpers/tmp.js";
@@ -86,4 +93,35 @@ test("a failing source kills the packer and leaves no FIFO behind", async (t) =>
   }
   await assert.rejects(squashfsFromTar(broken(), join(dir, "r.sqfs")), /source broke/);
   assert.deepEqual(await fifoDirs(), []);
+});
+
+test("the feed never queues more than FEED_QUEUE_BYTES plus one batch for a slow packer", async () => {
+  const chunk = 64 * 1024;
+  const total = 6 * FEED_QUEUE_BYTES;
+  let maxQueued = 0;
+  let written = 0;
+  // A packer that takes 2 ms per vectored write: the source is much faster, so only the
+  // feed's own wait keeps the queue bounded (without it the whole input would queue).
+  const sink = new Writable({
+    highWaterMark: FEED_BATCH_BYTES,
+    writev(chunks, cb) {
+      for (const c of chunks) written += c.chunk.length;
+      void sleep(2).then(() => cb());
+    },
+  });
+  async function* source(): AsyncGenerator<Buffer> {
+    for (let n = 0; n < total; n += chunk) {
+      // What the feed left queued (in flight + buffered) when it asked for the next piece.
+      maxQueued = Math.max(maxQueued, sink.writableLength);
+      yield Buffer.alloc(chunk, n & 0xff);
+    }
+  }
+  const fed = await feedPacker(source(), sink);
+  assert.equal(fed, total);
+  assert.equal(written, total);
+  assert.ok(maxQueued >= FEED_BATCH_BYTES, `the queue was used (${maxQueued} bytes)`);
+  assert.ok(
+    maxQueued <= FEED_QUEUE_BYTES + FEED_BATCH_BYTES + chunk,
+    `at most ${FEED_QUEUE_BYTES + FEED_BATCH_BYTES + chunk} bytes queued, saw ${maxQueued}`,
+  );
 });
