@@ -21,10 +21,11 @@
  *  R3  B5 passive again (the fallback's confirm cleared fallback_assessment: no loop, no
  *      recovery), upgrade to v2, power cut right after the image is written (before or during
  *      the commit and rotation).
- *  R4  B6 a working system (active or passive, multi-user, the driver runs), then
- *      `kairos-agent reset --reboot` (sets next_entry=statereset) → B7 the recovery system
- *      resets (kairos-reset.service) and reboots → B8 active, the /usr/local data gone, COS_OEM
- *      kept, the version from recovery.
+ *  R4  B6 a working system (active or passive, multi-user, the driver runs),
+ *      `kairos-agent upgrade --recovery` to v4 (`--version v4.0.0-recovery`: a version no slot
+ *      on COS_STATE has), then `kairos-agent reset --reboot` (sets next_entry=statereset) → B7
+ *      the new recovery system boots and resets (kairos-reset.service) and reboots → B8 active,
+ *      the /usr/local data gone, COS_OEM kept, active and passive v4: from recovery.
  * Each boot's time is printed at the end. The long power-cut matrix is bench/lifecycle-powercut.ts.
  */
 import assert from "node:assert/strict";
@@ -121,6 +122,7 @@ describe("upgrade, broken-init fallback, power cuts and reset on an installed no
   let disk: Disk;
   const good = `oci:${GUEST_REGISTRY}/kairos-e2e:v2`;
   const broken = `oci:${GUEST_REGISTRY}/kairos-e2e:v3-broken`;
+  const forRecovery = `oci:${GUEST_REGISTRY}/kairos-e2e:v4`;
   const timings: string[] = [];
   const t0 = Date.now();
   let b1 = "";
@@ -134,6 +136,7 @@ describe("upgrade, broken-init fallback, power cuts and reset on an installed no
       installedDiskFixture(),
       pushKairosImage(join(work, "images-v2"), reg, "v2", "v2.0.0-e2e"),
       pushBrokenImage(join(work, "images-v3"), reg),
+      pushKairosImage(join(work, "images-v4"), reg, "v4", "v4.0.0-recovery"),
     ]);
     const raw = join(work, "disk.raw");
     await run("cp", ["--sparse=always", "--reflink=auto", fx.disk, raw]);
@@ -248,10 +251,11 @@ fi
     });
   });
 
-  it("R4: the next boot works; reset through statereset: persistent data gone, OEM kept, active", async () => {
+  it("R4: the next boot works; upgrade --recovery, then reset through statereset: persistent data gone, OEM kept, active from the new recovery", async () => {
     const driver = `if [ -e /run/cos/recovery_mode ]; then
 	say RECOVERY
 elif [ -e /usr/local/e2e-data ]; then
+	upgrade ${forRecovery} --recovery
 	# --reboot: its output must reach the console before the shutdown stops this unit.
 	kairos-agent reset --reboot 2>&1 | while read -r l; do say "RESET $l"; done
 else
@@ -263,6 +267,11 @@ fi
       assert.match(field(b6, "boot"), /^(active|passive)_boot$/, b6);
       assert.equal(field(b6, "version"), "v2.0.0-e2e");
       assert.equal(field(b6, "data"), "kept");
+      assert.match(
+        await s.next(DONE, 40 * MIN, "B6 upgrade --recovery done"),
+        /rc=0 .*Upgrade completed/,
+        vm.tail(30),
+      );
       await s.next(/E2E RESET [^\r\n]*statereset[^\r\n]*/, 5 * MIN, "B6 reset requested");
       // B7: next_entry=statereset boots recovery with kairos.reset; kairos-reset.service resets.
       assert.match(await s.next(CMDLINE, 10 * MIN), /root=LABEL=COS_SYSTEM .*kairos\.reset/);
@@ -272,7 +281,7 @@ fi
       assert.equal(field(b8, "boot"), "active_boot", b8);
       assert.equal(field(b8, "data"), "none", "COS_PERSISTENT was wiped");
       assert.match(field(b8, "oem"), /90_custom\.yaml/, "COS_OEM kept");
-      assert.equal(field(b8, "version"), field(b1, "version"), "the system came from recovery");
+      assert.equal(field(b8, "version"), "v4.0.0-recovery", "the system came from the upgraded recovery");
       await poweredOff(vm, 5 * MIN);
     });
     await disk.withPartitions(async ({ oem, state }) => {
@@ -281,8 +290,8 @@ fi
         assert.equal(env.get(v), undefined, `${v} cleared by the reset`);
       }
       const sl = await slots(state);
-      assert.equal(sl.active, field(b1, "version"));
-      assert.equal(sl.passive, field(b1, "version"));
+      assert.equal(sl.active, "v4.0.0-recovery");
+      assert.equal(sl.passive, "v4.0.0-recovery");
     });
   });
 });

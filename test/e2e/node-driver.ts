@@ -36,9 +36,11 @@ done
 for _ in $(seq 1 120); do systemctl is-active -q kairos-boot-assessment.service && break; sleep 1; done
 fp=$(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub 2>&1 | cut -d' ' -f2)
 say "UP boot=$(kairos-agent state boot) version=$(kairos-agent state get kairos.version) fp=$fp failure=$(kairos-agent state get upgrade_failure 2>/dev/null || echo none) runfile=$(test -e /run/cos/upgrade_failure && echo yes || echo no) data=$(cat /usr/local/e2e-data 2>/dev/null || echo none) oem=$(ls /oem | tr '\\n' ,) env=$(grub-editenv /oem/grubenv list | tr '\\n' ' ')"
+# upgrade SOURCE [FLAG...]: the flags (e.g. --recovery) go to kairos-agent upgrade as well.
 upgrade() {
+	src=$1; shift
 	t0=$(date +%s.%N)
-	kairos-agent upgrade --insecure --source "$1" >/tmp/upgrade.log 2>&1 &
+	kairos-agent upgrade --insecure "$@" --source "$src" >/tmp/upgrade.log 2>&1 &
 	pid=$!
 	tail -f /tmp/upgrade.log --pid=$pid | while read -r l; do say "LOG $l"; done
 	wait $pid; rc=$?
