@@ -38,6 +38,10 @@ const INSTALL_CMDLINE =
 const INSTALL_CLOUD_CONFIG = `${PXE_CLOUD_CONFIG}    - name: pxe e2e boot state
       commands:
         - echo "KAIROS-PXE-STATE $(kairos-agent state boot)" > /dev/ttyS0
+  after-install-chroot:
+    - name: pxe e2e, after-install-chroot inside the new system
+      commands:
+        - echo "KAIROS-PXE-CHROOT oem=$(ls /oem | tr "\\n" ,) live=$(test -e /run/cos/live_mode && echo yes || echo no) local=$(touch /usr/local/pxe-chroot && echo rw)" > /dev/ttyS0
 install:
   device: auto
   poweroff: true
@@ -132,6 +136,15 @@ async function pxeBoot(t: TestContext, c: Case): Promise<void> {
       assert.match((await vm.waitFor(/KAIROS-PXE-STATE[^\r\n]*/, 120_000)).match, /livecd_boot/);
       const inst = await vm.waitFor(/installing to \/dev\/vda[^\r\n]*/, 600_000);
       const off = await poweredOff(vm, 1_200_000);
+      // after-install-chroot ran in the installed image (no live_mode flag in its /run) with
+      // COS_OEM at /oem (the cloud-config was written there first) and COS_PERSISTENT writable.
+      // (The step's own output, not the agent's log line that quotes the command.)
+      const chroot = /KAIROS-PXE-CHROOT oem=(?!\$)[^\r\n]*/.exec(vm.log())?.[0] ?? "";
+      assert.match(
+        chroot,
+        /oem=[^ ]*90_custom\.yaml[^ ]* live=no local=rw/,
+        chroot || "no after-install-chroot marker",
+      );
       console.log(
         `install-mode: installer started ${inst.seconds.toFixed(1)}s, powered off ${off.toFixed(1)}s`,
       );
