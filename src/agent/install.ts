@@ -161,7 +161,7 @@ export async function planInstall(opts: InstallOptions): Promise<InstallPlan> {
 
 /**
  * Mount the new partitions, side by side (their mount points are siblings, none inside
- * another). Returns what was mounted, also when one mount failed: the caller unmounts it.
+ * another). When one mount fails, the others are unmounted again before the error is thrown.
  */
 async function mountAll(nodes: Map<string, string>): Promise<string[]> {
   const done: string[] = [];
@@ -172,10 +172,11 @@ async function mountAll(nodes: Map<string, string>): Promise<string[]> {
     await run("mount", [dev, dir]);
     done.push(dir);
   });
-  const failed = (await Promise.allSettled(work)).find((r) => r.status === "rejected");
-  if (failed) {
-    await umountAll(done, false);
-    throw (failed as PromiseRejectedResult).reason;
+  try {
+    await settleAll(work);
+  } catch (err) {
+    await umountAll(done);
+    throw err;
   }
   return done;
 }
@@ -187,7 +188,7 @@ async function mountAll(nodes: Map<string, string>): Promise<string[]> {
 async function umountAll(dirs: readonly string[], parallel = false): Promise<void> {
   const one = (d: string) => run("umount", [d]).catch(() => run("umount", ["-l", d]));
   if (parallel) {
-    await Promise.all(dirs.map(one));
+    await settleAll(dirs.map(one));
     return;
   }
   for (const d of [...dirs].reverse()) await one(d);
